@@ -1,0 +1,128 @@
+// Command gantry is the whole of Gantry in one binary: `gantry run` runs a
+// pipeline in this checkout exactly as the server would, `gantry validate`
+// checks a pipeline file.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// Exit codes; they are part of the command-line contract.
+const (
+	exitOK        = 0   // everything that ran passed
+	exitFailed    = 1   // a job failed, or the pipeline file is invalid
+	exitUsage     = 2   // the command line is wrong
+	exitInterrupt = 130 // stopped by Ctrl-C or SIGTERM
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run the pipeline of this checkout on this machine", runCmd},
+		{"validate", "check pipeline files; print every problem as FILE:LINE:COL: message", validateCmd},
+		{"version", "print the version", versionCmd},
+	}
+}
+
+func main() {
+	os.Exit(gantry(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func gantry(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return gantry([]string{args[1], "--help"}, stdout, stderr)
+		}
+		usage(stdout)
+		return exitOK
+	case "--version", "-version":
+		return versionCmd(nil, stdout, stderr)
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "gantry: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Gantry: build, test and deploy every commit, from one binary.")
+	fmt.Fprintln(w, "\nUsage:\n  gantry COMMAND [flags]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'gantry COMMAND --help' for a command's flags.")
+	fmt.Fprintln(w, "\nExit codes: 0 success, 1 a job failed or the pipeline is invalid, 2 usage error, 130 interrupted.")
+}
+
+// newFlagSet returns a flag set whose --help prints the command's usage to
+// stdout and whose errors go to stderr.
+func newFlagSet(name, synopsis, about string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: gantry %s\n\n%s\n\nFlags:\n", synopsis, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; it prints --help to stdout and returns done with
+// the exit code when the command should stop.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return exitOK, true
+		}
+		if a == "--" {
+			break
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, true
+		}
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+func versionCmd(_ []string, stdout, _ io.Writer) int {
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(stdout, "gantry %s\n", v)
+	return exitOK
+}
+
+// listFlag is a flag that may be given several times.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}

@@ -1,0 +1,644 @@
+// Package engine runs a plan on a backend: it orders jobs by their needs as
+// a true graph (a job starts the moment everything it needs has passed, not
+// when a whole stage is done), runs independent jobs in parallel, applies
+// timeouts, retries and cancellation, masks secrets, and reports everything
+// as a stream of events.
+//
+// It knows nothing of HTTP, SQL or terminals: `gantry run`, the built-in
+// agent and remote agents all drive this same engine and render its events
+// their own way.
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/backend"
+	"github.com/gantry-ci/gantry/internal/eval"
+	"github.com/gantry-ci/gantry/internal/plan"
+	"github.com/gantry-ci/gantry/internal/secret"
+)
+
+// DefaultShell runs each step's script: -e stops a multi-line script at its
+// first failing command.
+var DefaultShell = []string{"sh", "-e", "-c"}
+
+// Options configure an Engine.
+type Options struct {
+	// Parallel bounds how many jobs run at once; 0 means the number of CPUs.
+	Parallel int
+	// FailFast stops the whole run at the first job that fails.
+	FailFast bool
+	// Workspace is the directory holding the checkout; steps start in it.
+	Workspace string
+	// Shell runs a step's script, which is passed as the last argument.
+	// Empty means DefaultShell.
+	Shell []string
+	// Secrets are the secret values a job may receive, by name. A job gets
+	// only those it lists under `secrets:`; every value is masked in every
+	// job's output.
+	Secrets map[string]string
+	// RunID prefixes the backend job IDs of this run, so that several runs
+	// can share one backend.
+	RunID string
+	// CloseTimeout bounds a job's cleanup on the backend; 0 means 1 minute.
+	CloseTimeout time.Duration
+}
+
+// Engine runs plans. It holds no state between runs, so one Engine may run
+// several plans at once.
+type Engine struct {
+	backend backend.Backend
+	opts    Options
+	masker  *secret.Masker
+}
+
+// New returns an engine that runs steps on b.
+func New(b backend.Backend, opts Options) *Engine {
+	if opts.Parallel <= 0 {
+		opts.Parallel = runtime.NumCPU()
+	}
+	if len(opts.Shell) == 0 {
+		opts.Shell = DefaultShell
+	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = time.Minute
+	}
+	values := make([]string, 0, len(opts.Secrets))
+	for _, v := range opts.Secrets {
+		values = append(values, v)
+	}
+	return &Engine{backend: b, opts: opts, masker: secret.NewMasker(values)}
+}
+
+// Result is how a run ended.
+type Result struct {
+	Status   Status
+	Duration time.Duration
+	// Jobs are in plan order.
+	Jobs []*JobResult
+}
+
+// JobResult is how one job ended.
+type JobResult struct {
+	Name     string
+	Status   Status
+	Reason   string
+	Duration time.Duration
+	Steps    []*StepResult
+}
+
+// StepResult is how one step ended, after its last attempt.
+type StepResult struct {
+	Name     string
+	Status   Status
+	ExitCode int
+	Attempts int
+	Duration time.Duration
+	Reason   string
+}
+
+// TimeoutError is the cause a step or job records when it ran out of time.
+type TimeoutError struct {
+	What  string // "step" or "job"
+	After time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s timed out after %s", e.What, e.After)
+}
+
+// ErrInterrupted is the cause to cancel a run with when its user asked it to stop.
+var ErrInterrupted = errors.New("interrupted")
+
+// failFastError is the cause of a run stopped by FailFast.
+type failFastError struct{ job string }
+
+func (e *failFastError) Error() string { return fmt.Sprintf("fail-fast: job %s failed", e.job) }
+
+type jobState struct {
+	job        *plan.Job
+	res        *JobResult
+	waiting    int // needs not yet finished
+	dependents []*jobState
+	done       bool
+}
+
+type run struct {
+	e      *Engine
+	plan   *plan.Plan
+	mu     sync.Mutex // serializes the sink
+	sink   func(Event)
+	states map[string]*jobState
+}
+
+func (r *run) emit(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	r.mu.Lock()
+	r.sink(ev)
+	r.mu.Unlock()
+}
+
+// Run runs every job of p and returns when all have finished. sink receives
+// every event, one call at a time. Cancel ctx with a cause (ErrInterrupted,
+// say) to stop the run: running steps are stopped, jobs not yet started end
+// as cancelled.
+func (e *Engine) Run(ctx context.Context, p *plan.Plan, sink func(Event)) *Result {
+	start := time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r := &run{e: e, plan: p, sink: sink, states: make(map[string]*jobState, len(p.Jobs))}
+	res := &Result{}
+	for _, j := range p.Jobs {
+		js := &jobState{job: j, res: &JobResult{Name: j.Name, Status: Pending}, waiting: len(j.Needs)}
+		r.states[j.Name] = js
+		res.Jobs = append(res.Jobs, js.res)
+	}
+	for _, j := range p.Jobs {
+		for _, n := range j.Needs {
+			dep := r.states[n]
+			dep.dependents = append(dep.dependents, r.states[j.Name])
+		}
+	}
+
+	var ready []*jobState
+	finished := 0
+	var settle func(js *jobState)
+	// decide starts or skips a job whose needs have all finished.
+	decide := func(js *jobState) {
+		runIt, status, reason := r.decide(ctx, js)
+		if runIt {
+			ready = append(ready, js)
+			return
+		}
+		js.res.Status, js.res.Reason = status, reason
+		r.emit(Event{Type: JobFinished, Job: js.job.Name, Status: status, Reason: reason})
+		settle(js)
+	}
+	settle = func(js *jobState) {
+		js.done = true
+		finished++
+		for _, d := range js.dependents {
+			d.waiting--
+			if d.waiting == 0 {
+				decide(d)
+			}
+		}
+	}
+	for _, j := range p.Jobs {
+		if js := r.states[j.Name]; js.waiting == 0 {
+			decide(js)
+		}
+	}
+
+	doneCh := make(chan *jobState)
+	running := 0
+	for finished < len(p.Jobs) {
+		for running < e.opts.Parallel && len(ready) > 0 && ctx.Err() == nil {
+			js := ready[0]
+			ready = ready[1:]
+			running++
+			js.res.Status = Running
+			go func() {
+				r.runJob(ctx, js)
+				doneCh <- js
+			}()
+		}
+		if running == 0 {
+			break
+		}
+		js := <-doneCh
+		running--
+		if e.opts.FailFast && (js.res.Status == Failure || js.res.Status == Error) && ctx.Err() == nil {
+			cancel(&failFastError{job: js.job.Name})
+		}
+		settle(js)
+	}
+	// Whatever has not run by now never will: the run was stopped.
+	cause := context.Cause(ctx)
+	for _, j := range p.Jobs {
+		js := r.states[j.Name]
+		if js.done {
+			continue
+		}
+		js.done = true
+		js.res.Status, js.res.Reason = Cancelled, "not started: "+causeText(cause)
+		var ff *failFastError
+		if errors.As(cause, &ff) {
+			js.res.Status = Skipped
+		}
+		r.emit(Event{Type: JobFinished, Job: j.Name, Status: js.res.Status, Reason: js.res.Reason})
+	}
+	res.Duration = time.Since(start)
+	res.Status = overall(res.Jobs)
+	return res
+}
+
+func causeText(err error) string {
+	if err == nil {
+		return "run stopped"
+	}
+	if errors.Is(err, context.Canceled) {
+		return "cancelled"
+	}
+	return err.Error()
+}
+
+// overall is a run's status from its jobs': any failure fails the run, then
+// any error, then any cancel.
+func overall(jobs []*JobResult) Status {
+	rank := map[Status]int{Failure: 3, Error: 2, Cancelled: 1}
+	st := Success
+	for _, j := range jobs {
+		if rank[j.Status] > rank[st] {
+			st = j.Status
+		}
+	}
+	return st
+}
+
+// decide says whether a job whose needs have finished runs, and if not why.
+func (r *run) decide(ctx context.Context, js *jobState) (bool, Status, string) {
+	if ctx.Err() != nil {
+		return false, Cancelled, "not started: " + causeText(context.Cause(ctx))
+	}
+	needs := map[string]string{}
+	failedNeed := ""
+	for _, n := range js.job.Needs {
+		st := r.states[n].res.Status
+		needs[n] = string(st)
+		if !st.Passed() && failedNeed == "" {
+			failedNeed = fmt.Sprintf("needs %s: %s", n, st)
+		}
+	}
+	// needs.<job> also answers to the job's base name when it is a matrix:
+	// the worst of its cells.
+	for _, n := range js.job.Needs {
+		base := r.states[n].job.Base
+		if base != n {
+			if cur, ok := needs[base]; !ok || cur == string(Success) {
+				needs[base] = needs[n]
+			}
+		}
+	}
+	if js.job.If == "" {
+		if failedNeed != "" {
+			return false, Skipped, failedNeed
+		}
+		return true, "", ""
+	}
+	cond, err := eval.CompileCondition(js.job.If)
+	if err != nil {
+		return false, Error, err.Error()
+	}
+	ec := r.evalContext(js.job, r.plan.Env)
+	ec.Needs = needs
+	ec.Failed = failedNeed != ""
+	ok, err := cond.Eval(ec)
+	if err != nil {
+		return false, Error, err.Error()
+	}
+	if !ok {
+		if failedNeed != "" {
+			return false, Skipped, failedNeed
+		}
+		return false, Skipped, "if: " + cond.String() + " is false"
+	}
+	return true, "", ""
+}
+
+func (r *run) evalContext(j *plan.Job, env map[string]string) *eval.Context {
+	t := r.plan.Trigger
+	return &eval.Context{
+		Branch: t.Branch, Tag: t.Tag, Event: t.Event, Commit: t.Commit, Repo: t.Repo,
+		Matrix: j.Matrix, Env: env,
+	}
+}
+
+// resolveEnv evaluates each value of add in ctx, in name order, on top of base.
+func resolveEnv(base, add map[string]string, ec *eval.Context) (map[string]string, error) {
+	out := make(map[string]string, len(base)+len(add))
+	for k, v := range base {
+		out[k] = v
+	}
+	keys := make([]string, 0, len(add))
+	for k := range add {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	ec.Env = out
+	for _, k := range keys {
+		t, err := eval.CompileTemplate(add[k])
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", k, err)
+		}
+		v, err := t.String(ec)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: %w", k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (r *run) runJob(ctx context.Context, js *jobState) {
+	j := js.job
+	start := time.Now()
+	r.emit(Event{Type: JobStarted, Job: j.Name, Time: start})
+	status, reason := r.execJob(ctx, js)
+	js.res.Status, js.res.Reason, js.res.Duration = status, reason, time.Since(start)
+	r.emit(Event{Type: JobFinished, Job: j.Name, Status: status, Reason: reason, Duration: js.res.Duration})
+}
+
+func (r *run) execJob(ctx context.Context, js *jobState) (Status, string) {
+	j := js.job
+	opts := r.e.opts
+	if j.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, j.Timeout, &TimeoutError{What: "job", After: j.Timeout})
+		defer cancel()
+	}
+	ec := r.evalContext(j, nil)
+	env, err := resolveEnv(nil, r.plan.Env, ec)
+	if err == nil {
+		env, err = resolveEnv(env, j.Env, ec)
+	}
+	if err != nil {
+		return Error, err.Error()
+	}
+	image := j.Image
+	if image != "" {
+		t, err := eval.CompileTemplate(image)
+		if err == nil {
+			image, err = t.String(ec)
+		}
+		if err != nil {
+			return Error, "image: " + err.Error()
+		}
+	}
+	var services []backend.Service
+	for _, s := range j.Services {
+		services = append(services, backend.Service{Name: s.Name, Image: s.Image, Env: s.Env, Command: s.Command})
+	}
+	bj, err := r.e.backend.Start(ctx, backend.JobSpec{
+		ID:        opts.RunID + strconv.Itoa(r.index(j.Name)),
+		Name:      j.Name,
+		Workspace: opts.Workspace,
+		Image:     image,
+		Services:  services,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return stoppedStatus(context.Cause(ctx))
+		}
+		return Error, fmt.Sprintf("start job on %s backend: %v", r.e.backend.Name(), err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.CloseTimeout)
+		defer cancel()
+		bj.Close(cctx)
+	}()
+
+	base := r.baseEnv(j, env)
+	status, reason := Success, ""
+	for i, st := range j.Steps {
+		sr := &StepResult{Name: st.DisplayName(), ExitCode: -1}
+		js.res.Steps = append(js.res.Steps, sr)
+		failed := status != Success
+		runIt := !failed && ctx.Err() == nil
+		skipReason := "an earlier step did not pass"
+		if ctx.Err() != nil {
+			skipReason = causeText(context.Cause(ctx))
+		}
+		if st.If != "" {
+			cond, err := eval.CompileCondition(st.If)
+			var ok bool
+			if err == nil {
+				sc := r.evalContext(j, env)
+				sc.Failed, sc.Cancelled = failed, ctx.Err() != nil
+				ok, err = cond.Eval(sc)
+			}
+			if err != nil {
+				sr.Status, sr.Reason = Error, err.Error()
+				r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: i, Status: Error, ExitCode: -1, Reason: sr.Reason})
+				status, reason = Error, fmt.Sprintf("step %q: %s", sr.Name, sr.Reason)
+				continue
+			}
+			runIt = ok && ctx.Err() == nil
+			if !ok && !failed {
+				skipReason = "if: " + cond.String() + " is false"
+			}
+		}
+		if !runIt {
+			sr.Status, sr.Reason = Skipped, skipReason
+			r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: i, Status: Skipped, ExitCode: -1, Reason: skipReason})
+			continue
+		}
+		r.runStep(ctx, j, i, bj, base, env, sr)
+		if sr.Status != Success && status == Success {
+			status = sr.Status
+			reason = fmt.Sprintf("step %q: %s", sr.Name, sr.Reason)
+		}
+	}
+	if status == Success && ctx.Err() != nil {
+		return stoppedStatus(context.Cause(ctx))
+	}
+	return status, reason
+}
+
+func stoppedStatus(cause error) (Status, string) {
+	var te *TimeoutError
+	if errors.As(cause, &te) {
+		return Failure, te.Error()
+	}
+	return Cancelled, causeText(cause)
+}
+
+func (r *run) index(name string) int {
+	for i, j := range r.plan.Jobs {
+		if j.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// baseEnv is every step's environment but the step's own: the pipeline and
+// job env, the job's secrets, CI=true and the GANTRY_* variables.
+func (r *run) baseEnv(j *plan.Job, env map[string]string) []string {
+	t := r.plan.Trigger
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys)+len(j.Secrets)+16)
+	for _, k := range keys {
+		out = append(out, k+"="+env[k])
+	}
+	for _, name := range j.Secrets {
+		out = append(out, name+"="+r.e.opts.Secrets[name])
+	}
+	out = append(out,
+		"CI=true",
+		"GANTRY=true",
+		"GANTRY_WORKSPACE="+r.e.opts.Workspace,
+		"GANTRY_REPO="+t.Repo,
+		"GANTRY_COMMIT="+t.Commit,
+		"GANTRY_BRANCH="+t.Branch,
+		"GANTRY_TAG="+t.Tag,
+		"GANTRY_EVENT="+t.Event,
+		"GANTRY_BUILD_NUMBER="+strconv.Itoa(t.BuildNumber),
+		"GANTRY_JOB="+j.Name,
+	)
+	for _, k := range j.MatrixKeys {
+		out = append(out, "GANTRY_MATRIX_"+envName(k)+"="+j.Matrix[k])
+	}
+	return out
+}
+
+// envName turns a matrix axis into a variable name: go-version -> GO_VERSION.
+func envName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// interpPrefix names the variables that carry interpolated values into a script.
+const interpPrefix = "GANTRY_EXPR_"
+
+func (r *run) runStep(ctx context.Context, j *plan.Job, idx int, bj backend.Job, base []string, jobEnv map[string]string, sr *StepResult) {
+	st := j.Steps[idx]
+	fail := func(reason string) {
+		sr.Status, sr.Reason = Error, reason
+		r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: idx, Attempt: 1, MaxAttempts: 1, Status: Error, ExitCode: -1, Reason: reason})
+	}
+	ec := r.evalContext(j, jobEnv)
+	stepEnv, err := resolveEnv(jobEnv, st.Env, ec)
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	tmpl, err := eval.CompileTemplate(st.Run)
+	if err != nil {
+		fail("run: " + err.Error())
+		return
+	}
+	ec.Env = stepEnv
+	script, vars, err := tmpl.Script(ec, interpPrefix)
+	if err != nil {
+		fail("run: " + err.Error())
+		return
+	}
+	envList := make([]string, 0, len(base)+len(st.Env)+len(vars)+1)
+	envList = append(envList, base...)
+	for k := range st.Env {
+		envList = append(envList, k+"="+stepEnv[k])
+	}
+	envList = append(envList, vars...)
+	envList = append(envList, "GANTRY_STEP="+sr.Name)
+	cmd := make([]string, 0, len(r.e.opts.Shell)+1)
+	cmd = append(append(cmd, r.e.opts.Shell...), script)
+	spec := backend.StepSpec{Name: sr.Name, Command: cmd, Env: envList, Dir: st.WorkingDirectory}
+
+	maxAttempts := st.Retry + 1
+	stepStart := time.Now()
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		r.emit(Event{Type: StepStarted, Job: j.Name, Step: sr.Name, StepIndex: idx, Attempt: attempt, MaxAttempts: maxAttempts, Time: start})
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if st.Timeout > 0 {
+			sctx, cancel = context.WithTimeoutCause(ctx, st.Timeout, &TimeoutError{What: "step", After: st.Timeout})
+		}
+		lw := &lineWriter{emit: func(b []byte) {
+			r.emit(Event{Type: Log, Job: j.Name, Step: sr.Name, StepIndex: idx, Attempt: attempt, Data: b})
+		}}
+		mw := r.e.masker.NewWriter(lw)
+		res, err := bj.Exec(sctx, spec, mw)
+		mw.Flush()
+		lw.Flush()
+		cause := context.Cause(sctx)
+		cancel()
+
+		status, reason := Success, ""
+		switch {
+		case res.Stopped:
+			status, reason = stoppedStatus(cause)
+		case err != nil:
+			status, reason = Error, err.Error()
+		case res.ExitCode != 0:
+			status, reason = Failure, fmt.Sprintf("exit code %d", res.ExitCode)
+		}
+		sr.Status, sr.Reason, sr.ExitCode, sr.Attempts = status, reason, res.ExitCode, attempt
+		sr.Duration = time.Since(stepStart)
+		r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: idx, Attempt: attempt, MaxAttempts: maxAttempts,
+			Status: status, ExitCode: res.ExitCode, Duration: time.Since(start), Reason: reason})
+		if status != Failure || attempt >= maxAttempts || ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// maxLine is the longest line passed on whole; a longer one is split.
+const maxLine = 64 << 10
+
+// lineWriter cuts a step's output into whole lines for log events. A line
+// longer than maxLine is split, and an unterminated last line is ended with
+// '\n' by Flush, so every event's data is whole lines.
+type lineWriter struct {
+	emit    func([]byte)
+	partial []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	i := bytes.LastIndexByte(p, '\n')
+	if i < 0 {
+		w.partial = append(w.partial, p...)
+		w.split()
+		return n, nil
+	}
+	if len(w.partial) > 0 {
+		w.partial = append(w.partial, p[:i+1]...)
+		w.emit(w.partial)
+		w.partial = w.partial[:0]
+	} else {
+		w.emit(p[:i+1])
+	}
+	w.partial = append(w.partial, p[i+1:]...)
+	w.split()
+	return n, nil
+}
+
+// split passes on the partial line once it is too long to hold.
+func (w *lineWriter) split() {
+	for len(w.partial) >= maxLine {
+		line := append(w.partial[:maxLine:maxLine], '\n')
+		w.emit(line)
+		w.partial = append(w.partial[:0], w.partial[maxLine:]...)
+	}
+}
+
+// Flush passes on an unterminated last line.
+func (w *lineWriter) Flush() {
+	if len(w.partial) > 0 {
+		w.emit(append(w.partial, '\n'))
+		w.partial = w.partial[:0]
+	}
+}

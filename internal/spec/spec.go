@@ -1,0 +1,209 @@
+// Package spec reads a pipeline file (.gantry.yml) into a Pipeline: parsed,
+// type-checked and validated, with every problem reported at its line and
+// column. It does no I/O beyond the bytes it is given, and it decides nothing
+// about what runs: package plan turns a Pipeline and a trigger into jobs.
+//
+// docs/pipeline.md documents the format; schema/gantry.schema.json describes
+// it for editors, and a test keeps the two in step with this package.
+package spec
+
+import (
+	"time"
+)
+
+// Pipeline is a whole pipeline file.
+type Pipeline struct {
+	On  Triggers
+	Env map[string]string
+	// Jobs are in the order the file lists them.
+	Jobs []*Job
+	// Environments are in the order the file lists them.
+	Environments []*Environment
+}
+
+// Job returns the job called name, or nil.
+func (p *Pipeline) Job(name string) *Job {
+	for _, j := range p.Jobs {
+		if j.Name == name {
+			return j
+		}
+	}
+	return nil
+}
+
+// Pos is a 1-based line and column in the pipeline file.
+type Pos struct {
+	Line, Col int
+}
+
+// Triggers says which events start the pipeline. A file without `on` builds
+// every push to every branch and tag, and every pull request.
+type Triggers struct {
+	Push        *PushTrigger
+	PullRequest *PullRequestTrigger
+	Schedule    []Schedule
+}
+
+// PushTrigger filters pushes. Empty lists filter nothing. Patterns are globs
+// where * stops at / and ** does not.
+type PushTrigger struct {
+	Branches       []string
+	BranchesIgnore []string
+	Tags           []string
+	Paths          []string
+	PathsIgnore    []string
+}
+
+// PullRequestTrigger filters pull requests by their target branch and the
+// paths they change.
+type PullRequestTrigger struct {
+	Branches       []string
+	BranchesIgnore []string
+	Paths          []string
+	PathsIgnore    []string
+}
+
+// Schedule is a cron trigger; scheduled builds run on the default branch.
+type Schedule struct {
+	Cron string
+	Pos  Pos
+}
+
+// Job is a job as written, before its matrix is expanded.
+type Job struct {
+	Name      string
+	Pos       Pos
+	Needs     []string
+	NeedsPos  Pos
+	If        string
+	IfPos     Pos
+	RunsOn    []string
+	Image     string
+	Services  []*Service
+	Locks     []string
+	Artifacts []string
+	Secrets   []string
+	Env       map[string]string
+	Matrix    *Matrix
+	Timeout   time.Duration
+	Steps     []*Step
+}
+
+// Step is one command of a job.
+type Step struct {
+	Name string
+	Pos  Pos
+	Run  string
+	// RunPos is where the script text starts, for expression errors.
+	RunPos  Pos
+	Env     map[string]string
+	Timeout time.Duration
+	// Retry is how many more times a failed step is run before it counts as failed.
+	Retry int
+	If    string
+	IfPos Pos
+	// WorkingDirectory is relative to the workspace.
+	WorkingDirectory string
+}
+
+// DisplayName is the step's name, or its first line of script.
+func (s *Step) DisplayName() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return firstLine(s.Run, 60)
+}
+
+func firstLine(s string, max int) string {
+	for i, c := range s {
+		if c == '\n' {
+			s = s[:i]
+			break
+		}
+	}
+	if len(s) > max {
+		s = s[:max-1] + "…"
+	}
+	return s
+}
+
+// Matrix is a job's matrix: the product of its axes, less Exclude, plus Include.
+type Matrix struct {
+	Axes    []Axis
+	Include []map[string]string
+	Exclude []map[string]string
+}
+
+// Axis is one dimension of a matrix, in file order.
+type Axis struct {
+	Name   string
+	Values []string
+}
+
+// Service is a sidecar container started beside a job's steps.
+type Service struct {
+	Name    string
+	Image   string
+	Env     map[string]string
+	Command []string
+	// Ready is a command that succeeds once the service accepts work.
+	Ready *Ready
+}
+
+// Ready is a readiness check for a service.
+type Ready struct {
+	Run      string
+	Interval time.Duration
+	Timeout  time.Duration
+}
+
+// Environment is a deployment target (executed by the delivery half of Gantry).
+type Environment struct {
+	Name string
+	Pos  Pos
+	// DeployBranch, when set, deploys every green build of that branch here by itself.
+	DeployBranch string
+	// PromoteFrom names the environment a release must have succeeded in first.
+	PromoteFrom string
+	Approvals   *Approvals
+	Rollout     *Rollout
+	Freeze      []*Freeze
+	RunsOn      []string
+	Image       string
+	Env         map[string]string
+	Secrets     []string
+	Timeout     time.Duration
+	URL         string
+	Steps       []*Step
+}
+
+// Approvals says who must approve a deployment before it starts.
+type Approvals struct {
+	Required         int
+	Groups           []string
+	AuthorMayApprove bool
+}
+
+// Rollout spreads a deployment across hosts in batches, with health checks.
+type Rollout struct {
+	Hosts  string
+	Batch  int
+	Health *Health
+}
+
+// Health is a rollout's health check.
+type Health struct {
+	URL      string
+	Timeout  time.Duration
+	Interval time.Duration
+	Retries  int
+}
+
+// Freeze is a window during which nothing is deployed: it opens at each time
+// Cron matches and lasts Duration.
+type Freeze struct {
+	Cron     string
+	Duration time.Duration
+	Reason   string
+	Pos      Pos
+}
