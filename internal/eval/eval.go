@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -39,7 +41,11 @@ type Context struct {
 	// Failed is true when something this condition depends on failed: a job
 	// in needs (for a job condition) or an earlier step (for a step).
 	Failed bool
-	// Cancelled is true when the run is being cancelled.
+	// Skipped is true when a job in needs was skipped: success() is then
+	// false, but failure() is not true.
+	Skipped bool
+	// Cancelled is true when the run is being cancelled, or a job in needs
+	// was.
 	Cancelled bool
 }
 
@@ -73,7 +79,7 @@ func newEnv(c *Context) env {
 	return env{
 		Branch: c.Branch, Tag: c.Tag, Event: c.Event, Commit: c.Commit, Repo: c.Repo,
 		Matrix: orEmpty(c.Matrix), Env: orEmpty(c.Env), Needs: needs,
-		Success:   func() bool { return !c.Failed && !c.Cancelled },
+		Success:   func() bool { return !c.Failed && !c.Skipped && !c.Cancelled },
 		Failure:   func() bool { return c.Failed && !c.Cancelled },
 		Always:    func() bool { return true },
 		Cancelled: func() bool { return c.Cancelled },
@@ -91,7 +97,8 @@ func orEmpty(m map[string]string) map[string]string {
 var statusFuncs = map[string]bool{"success": true, "failure": true, "always": true, "cancelled": true}
 
 // Error is an expression that does not compile or cannot be evaluated. Col is
-// the 1-based column inside the expression text.
+// the 1-based column, in characters, in the text as written (the condition
+// with any ${{ }} around it, or the whole template), or 0 when unknown.
 type Error struct {
 	Expr string
 	Col  int
@@ -127,14 +134,18 @@ type Condition struct {
 
 // CompileCondition compiles an `if:` expression. It reports unknown names,
 // type errors and syntax errors without evaluating anything.
-func CompileCondition(src string) (*Condition, error) {
-	src = strings.TrimSpace(unwrap(src))
+func CompileCondition(text string) (*Condition, error) {
+	src, off := unwrap(text)
 	if src == "" {
 		return nil, &Error{Expr: src, Msg: "empty condition"}
 	}
 	tree, err := parser.Parse(src)
 	if err != nil {
-		return nil, compileErr(src, err)
+		e := compileErr(src, err).(*Error)
+		if e.Col > 0 {
+			e.Col += off
+		}
+		return nil, e
 	}
 	full, shift := src, 0
 	if !callsStatus(tree.Node) {
@@ -145,7 +156,7 @@ func CompileCondition(src string) (*Condition, error) {
 	if err != nil {
 		e := compileErr(src, err).(*Error)
 		if e.Col > shift {
-			e.Col -= shift
+			e.Col -= shift - off
 		} else {
 			e.Col = 0
 		}
@@ -154,13 +165,17 @@ func CompileCondition(src string) (*Condition, error) {
 	return &Condition{src: src, prog: prog}, nil
 }
 
-// unwrap lets a condition be written with or without ${{ }}.
-func unwrap(s string) string {
+// unwrap lets a condition be written with or without ${{ }}. It returns the
+// expression, trimmed, and how many characters of s stand before it.
+func unwrap(s string) (string, int) {
+	lead := len(s) - len(strings.TrimLeftFunc(s, unicode.IsSpace))
 	t := strings.TrimSpace(s)
 	if strings.HasPrefix(t, "${{") && strings.HasSuffix(t, "}}") && strings.Count(t, "${{") == 1 {
-		return t[3 : len(t)-2]
+		inner := t[3 : len(t)-2]
+		lead += 3 + len(inner) - len(strings.TrimLeftFunc(inner, unicode.IsSpace))
+		t = strings.TrimSpace(inner)
 	}
-	return s
+	return t, utf8.RuneCountInString(s[:lead])
 }
 
 type statusFinder struct{ found bool }
@@ -220,21 +235,22 @@ func CompileTemplate(s string) (*Template, error) {
 		if i > 0 {
 			t.parts = append(t.parts, part{lit: rest[:i]})
 		}
+		col := utf8.RuneCountInString(s[:off+i]) + 1
 		j := strings.Index(rest[i:], "}}")
 		if j < 0 {
-			return nil, &Error{Expr: rest[i:], Col: off + i + 1, Msg: "unterminated ${{: missing }}"}
+			return nil, &Error{Expr: rest[i:], Col: col, Msg: "unterminated ${{: missing }}"}
 		}
 		src := strings.TrimSpace(rest[i+3 : i+j])
 		if src == "" {
-			return nil, &Error{Expr: rest[i : i+j+2], Col: off + i + 1, Msg: "empty ${{ }}"}
+			return nil, &Error{Expr: rest[i : i+j+2], Col: col, Msg: "empty ${{ }}"}
 		}
 		prog, err := expr.Compile(src, expr.Env(env{}))
 		if err != nil {
 			e := compileErr(src, err).(*Error)
-			e.Col = off + i + 1
+			e.Col = col
 			return nil, e
 		}
-		t.parts = append(t.parts, part{src: src, prog: prog, col: off + i + 1})
+		t.parts = append(t.parts, part{src: src, prog: prog, col: col})
 		rest = rest[i+j+2:]
 		off += i + j + 2
 	}
@@ -322,6 +338,7 @@ func (t *Template) Script(ctx *Context, prefix string) (script string, vars []st
 			b.WriteString(`'"$` + name + `"'`)
 		default:
 			b.WriteString(`"$` + name + `"`)
+			q.word = true
 		}
 	}
 	return b.String(), vars, nil
@@ -331,15 +348,20 @@ const (
 	outside = iota
 	inSingle
 	inDouble
+	inComment
 )
 
 // quoteState follows POSIX shell quoting well enough to know whether the next
-// character stands outside quotes, in single quotes or in double quotes. It
-// does not follow here-documents: there a reference reads as "$V" with its
-// quotes visible, which is wrong to look at but still safe.
+// character stands outside quotes, in single quotes, in double quotes or in a
+// comment (where an apostrophe, as in "# don't", opens nothing). It does not
+// follow here-documents: there a reference reads as "$V" with its quotes
+// visible, which is wrong to look at but still safe.
 type quoteState struct {
 	state  int
 	escape bool
+	// word is true when the last character outside quotes belongs to a
+	// word, so that a # next to it does not start a comment.
+	word bool
 }
 
 func (q *quoteState) scan(s string) {
@@ -353,11 +375,23 @@ func (q *quoteState) scan(s string) {
 		case outside:
 			switch c {
 			case '\\':
-				q.escape = true
+				q.escape, q.word = true, true
 			case '\'':
-				q.state = inSingle
+				q.state, q.word = inSingle, true
 			case '"':
-				q.state = inDouble
+				q.state, q.word = inDouble, true
+			case '#':
+				if !q.word {
+					q.state = inComment
+				}
+			case ' ', '\t', '\n', ';', '&', '|', '(', ')', '<', '>':
+				q.word = false
+			default:
+				q.word = true
+			}
+		case inComment:
+			if c == '\n' {
+				q.state, q.word = outside, false
 			}
 		case inSingle:
 			if c == '\'' {

@@ -98,6 +98,11 @@ func Parse(name string, data []byte) (*Pipeline, error) {
 		return nil, p.errs
 	}
 	pl := p.pipeline(doc.Content[0])
+	if p.nodes > maxNodes {
+		// The walk was cut short, so what else it reported may be false.
+		p.errs, p.seen = nil, nil
+		p.tooBig()
+	}
 	if len(p.errs) > 0 {
 		sort.SliceStable(p.errs, func(i, j int) bool {
 			a, b := p.errs[i], p.errs[j]
@@ -114,7 +119,10 @@ func Parse(name string, data []byte) (*Pipeline, error) {
 type parser struct {
 	file  string
 	errs  ErrorList
+	seen  map[Error]bool // errs as a set, for errAt
 	nodes int
+	// hintWork is the edit-distance work spent on hints so far; see suggest.
+	hintWork int
 }
 
 func pos(n *yaml.Node) Pos { return Pos{n.Line, n.Column} }
@@ -123,12 +131,15 @@ func (p *parser) errAt(at Pos, format string, args ...any) {
 	if at.Line == 0 {
 		at = Pos{1, 1}
 	}
-	for _, e := range p.errs {
-		if e.Line == at.Line && e.Col == at.Col && e.Msg == fmt.Sprintf(format, args...) {
-			return // the same alias walked twice
-		}
+	e := Error{File: p.file, Line: at.Line, Col: at.Col, Msg: fmt.Sprintf(format, args...)}
+	if p.seen[e] {
+		return // the same alias walked twice
 	}
-	p.errs = append(p.errs, &Error{File: p.file, Line: at.Line, Col: at.Col, Msg: fmt.Sprintf(format, args...)})
+	if p.seen == nil {
+		p.seen = map[Error]bool{}
+	}
+	p.seen[e] = true
+	p.errs = append(p.errs, &e)
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
@@ -213,12 +224,28 @@ func (p *parser) mapping(n *yaml.Node, what, kind string, fn func(key string, k,
 		}
 		seen[key] = k
 		if kind != "" && !slices.Contains(Keys[kind], key) {
-			p.errorf(k, "%s: unknown key %q%s", what, key, suggest(key, Keys[kind]))
+			p.errorf(k, "%s: unknown key %q%s", what, key, p.suggest(key, Keys[kind]))
 			continue
 		}
 		fn(key, k, p.resolve(v))
 	}
 	return true
+}
+
+// maxHintWork bounds the edit-distance work (table cells) that one Parse
+// spends on "did you mean" hints, which is quadratic in the file's size when
+// thousands of needs name thousands of jobs; past it, hints are left out.
+const maxHintWork = 20_000_000
+
+// suggest is suggest within the parser's budget for hints.
+func (p *parser) suggest(got string, known []string) string {
+	for _, k := range known {
+		p.hintWork += (len(got) + 1) * (len(k) + 1)
+	}
+	if p.hintWork > maxHintWork {
+		return ""
+	}
+	return suggest(got, known)
 }
 
 // suggest is a "did you mean" hint for a misspelt name, or "".
@@ -326,6 +353,16 @@ func (p *parser) names(n *yaml.Node, what string) []string {
 	return list
 }
 
+func (p *parser) secretNames(n *yaml.Node, what string) []string {
+	list := p.strList(n, what)
+	for _, s := range list {
+		if !envNamePattern.MatchString(s) {
+			p.errorf(n, "%s: %q is not a valid variable name", what, s)
+		}
+	}
+	return list
+}
+
 func (p *parser) duration(n *yaml.Node, what string) time.Duration {
 	s, ok := p.scalar(n, what)
 	if !ok {
@@ -372,10 +409,27 @@ func (p *parser) cron(n *yaml.Node, what string) string {
 	if !ok {
 		return ""
 	}
-	if _, err := cron.ParseStandard(s); err != nil {
+	if (strings.HasPrefix(s, "TZ=") || strings.HasPrefix(s, "CRON_TZ=")) && !strings.Contains(s, " ") {
+		// cron.ParseStandard panics on a time zone without a schedule.
+		p.errorf(n, "%s: invalid cron expression %q: a time zone needs a schedule after it, such as \"TZ=Europe/Berlin 0 3 * * *\"", what, s)
+		return s
+	}
+	if err := checkCron(s); err != nil {
 		p.errorf(n, "%s: invalid cron expression %q: %v", what, s, err)
 	}
 	return s
+}
+
+// checkCron parses a cron expression. The cron library panics on some
+// malformed input (a bare "TZ=UTC"); a pipeline file must never crash us.
+func checkCron(s string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed expression")
+		}
+	}()
+	_, err = cron.ParseStandard(s)
+	return err
 }
 
 func (p *parser) env(n *yaml.Node, what string) map[string]string {
@@ -466,7 +520,7 @@ func (p *parser) triggers(n *yaml.Node) Triggers {
 			case "pull_request":
 				t.PullRequest = &PullRequestTrigger{}
 			default:
-				p.errorf(n, "on: unknown event %q%s", ev, suggest(ev, []string{"push", "pull_request"}))
+				p.errorf(n, "on: unknown event %q%s", ev, p.suggest(ev, []string{"push", "pull_request"}))
 			}
 		}
 		return t
@@ -575,12 +629,7 @@ func (p *parser) job(name string, k, n *yaml.Node) *Job {
 		case "artifacts":
 			j.Artifacts = p.globs(v, w)
 		case "secrets":
-			j.Secrets = p.strList(v, w)
-			for _, s := range j.Secrets {
-				if !envNamePattern.MatchString(s) {
-					p.errorf(v, "%s: %q is not a valid variable name", w, s)
-				}
-			}
+			j.Secrets = p.secretNames(v, w)
 		case "env":
 			j.Env = p.env(v, w)
 		case "matrix":
@@ -728,6 +777,14 @@ func (p *parser) matrix(n *yaml.Node, what string) *Matrix {
 			if v.Kind == yaml.SequenceNode && len(vals) == 0 {
 				p.errorf(v, "%s.%s: empty: an axis needs at least one value", what, key)
 			}
+			seen := map[string]bool{}
+			for _, val := range vals {
+				if seen[val] {
+					// Two equal cells would be two jobs of the same name.
+					p.errorf(v, "%s.%s: duplicate value %q", what, key, val)
+				}
+				seen[val] = true
+			}
 			m.Axes = append(m.Axes, Axis{Name: key, Values: vals})
 		}
 	})
@@ -736,9 +793,9 @@ func (p *parser) matrix(n *yaml.Node, what string) *Matrix {
 		axes[a.Name] = true
 	}
 	for _, ex := range m.Exclude {
-		for ax := range ex {
+		for _, ax := range sortedKeys(ex) {
 			if !axes[ax] {
-				p.errorf(n, "%s.exclude: %q is not an axis of this matrix%s", what, ax, suggest(ax, sortedKeys(axes)))
+				p.errorf(n, "%s.exclude: %q is not an axis of this matrix%s", what, ax, p.suggest(ax, sortedKeys(axes)))
 			}
 		}
 	}
@@ -860,7 +917,7 @@ func (p *parser) environment(name string, k, n *yaml.Node) *Environment {
 		case "env":
 			e.Env = p.env(v, w)
 		case "secrets":
-			e.Secrets = p.strList(v, w)
+			e.Secrets = p.secretNames(v, w)
 		case "timeout":
 			e.Timeout = p.duration(v, w)
 		case "url":
@@ -878,13 +935,15 @@ func (p *parser) environment(name string, k, n *yaml.Node) *Environment {
 // checkNeeds reports needs on missing jobs and cycles in the needs graph.
 func (p *parser) checkNeeds(pl *Pipeline) {
 	names := make([]string, 0, len(pl.Jobs))
+	byName := make(map[string]*Job, len(pl.Jobs)) // pl.Job, without the quadratic cost
 	for _, j := range pl.Jobs {
 		names = append(names, j.Name)
+		byName[j.Name] = j
 	}
 	for _, j := range pl.Jobs {
 		for _, n := range j.Needs {
-			if pl.Job(n) == nil {
-				p.errAt(j.NeedsPos, "job %q needs %q, which is not a job in this file%s", j.Name, n, suggest(n, names))
+			if byName[n] == nil {
+				p.errAt(j.NeedsPos, "job %q needs %q, which is not a job in this file%s", j.Name, n, p.suggest(n, names))
 			}
 		}
 	}
@@ -898,7 +957,7 @@ func (p *parser) checkNeeds(pl *Pipeline) {
 		color[j.Name] = grey
 		stack = append(stack, j.Name)
 		for _, n := range j.Needs {
-			dep := pl.Job(n)
+			dep := byName[n]
 			if dep == nil {
 				continue
 			}
@@ -939,23 +998,32 @@ func (p *parser) checkEnvironments(pl *Pipeline) {
 		byName[e.Name] = e
 		names = append(names, e.Name)
 	}
+	const onPath, done = 1, 2
+	walked := map[string]int{}
 	for _, e := range pl.Environments {
 		if e.PromoteFrom == "" {
 			continue
 		}
 		if byName[e.PromoteFrom] == nil {
-			p.errAt(e.Pos, "environment %q: promote-from %q, which is not an environment in this file%s", e.Name, e.PromoteFrom, suggest(e.PromoteFrom, names))
+			p.errAt(e.Pos, "environment %q: promote-from %q, which is not an environment in this file%s", e.Name, e.PromoteFrom, p.suggest(e.PromoteFrom, names))
 			continue
 		}
-		seen := map[string]bool{e.Name: true}
-		path := []string{e.Name}
-		for cur := byName[e.PromoteFrom]; cur != nil; cur = byName[cur.PromoteFrom] {
+		// Follow the chain until it ends, reaches an environment already
+		// followed, or comes back onto itself: each environment is followed
+		// once, and each cycle reported once, at its first environment.
+		var path []string
+		cur := e
+		for cur != nil && walked[cur.Name] == 0 {
+			walked[cur.Name] = onPath
 			path = append(path, cur.Name)
-			if seen[cur.Name] {
-				p.errAt(e.Pos, "promote-from cycle: %s", strings.Join(path, " <- "))
-				break
-			}
-			seen[cur.Name] = true
+			cur = byName[cur.PromoteFrom]
+		}
+		if cur != nil && walked[cur.Name] == onPath {
+			i := slices.Index(path, cur.Name)
+			p.errAt(byName[path[i]].Pos, "promote-from cycle: %s", strings.Join(append(path[i:], cur.Name), " <- "))
+		}
+		for _, n := range path {
+			walked[n] = done
 		}
 		if e.DeployBranch != "" && e.PromoteFrom != "" {
 			p.errAt(e.Pos, "environment %q: deploy.branch and promote-from exclude each other: a release comes here either from a branch or from %q", e.Name, e.PromoteFrom)
