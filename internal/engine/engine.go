@@ -124,31 +124,6 @@ type failFastError struct{ job string }
 
 func (e *failFastError) Error() string { return fmt.Sprintf("fail-fast: job %s failed", e.job) }
 
-type jobState struct {
-	job        *plan.Job
-	res        *JobResult
-	waiting    int // needs not yet finished
-	dependents []*jobState
-	done       bool
-}
-
-type run struct {
-	e      *Engine
-	plan   *plan.Plan
-	mu     sync.Mutex // serializes the sink
-	sink   func(Event)
-	states map[string]*jobState
-}
-
-func (r *run) emit(ev Event) {
-	if ev.Time.IsZero() {
-		ev.Time = time.Now()
-	}
-	r.mu.Lock()
-	r.sink(ev)
-	r.mu.Unlock()
-}
-
 // Run runs every job of p and returns when all have finished. sink receives
 // every event, one call at a time. Cancel ctx with a cause (ErrInterrupted,
 // say) to stop the run: running steps are stopped, jobs not yet started end
@@ -157,91 +132,71 @@ func (e *Engine) Run(ctx context.Context, p *plan.Plan, sink func(Event)) *Resul
 	start := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &run{e: e, plan: p, sink: sink, states: make(map[string]*jobState, len(p.Jobs))}
-	res := &Result{}
-	for _, j := range p.Jobs {
-		js := &jobState{job: j, res: &JobResult{Name: j.Name, Status: Pending}, waiting: len(j.Needs)}
-		r.states[j.Name] = js
-		res.Jobs = append(res.Jobs, js.res)
+	var mu sync.Mutex
+	emit := func(ev Event) {
+		mu.Lock()
+		sink(ev)
+		mu.Unlock()
 	}
-	for _, j := range p.Jobs {
-		for _, n := range j.Needs {
-			dep := r.states[n]
-			dep.dependents = append(dep.dependents, r.states[j.Name])
+	results := map[string]*JobResult{}
+	skip := func(ds []Decision) {
+		for _, d := range ds {
+			results[d.Job] = &JobResult{Name: d.Job, Status: d.Status, Reason: d.Reason}
+			emit(Event{Type: JobFinished, Time: time.Now(), Job: d.Job, Status: d.Status, Reason: d.Reason})
 		}
 	}
-
-	var ready []*jobState
-	finished := 0
-	var settle func(js *jobState)
-	// decide starts or skips a job whose needs have all finished.
-	decide := func(js *jobState) {
-		runIt, status, reason := r.decide(ctx, js)
-		if runIt {
-			ready = append(ready, js)
-			return
-		}
-		js.res.Status, js.res.Reason = status, reason
-		r.emit(Event{Type: JobFinished, Job: js.job.Name, Status: status, Reason: reason})
-		settle(js)
+	g := NewGraph(p)
+	skip(g.Start())
+	type done struct {
+		name string
+		res  *JobResult
 	}
-	settle = func(js *jobState) {
-		js.done = true
-		finished++
-		for _, d := range js.dependents {
-			d.waiting--
-			if d.waiting == 0 {
-				decide(d)
-			}
-		}
-	}
-	for _, j := range p.Jobs {
-		if js := r.states[j.Name]; js.waiting == 0 {
-			decide(js)
-		}
-	}
-
-	doneCh := make(chan *jobState)
+	doneCh := make(chan done)
 	running := 0
-	for finished < len(p.Jobs) {
-		for running < e.opts.Parallel && len(ready) > 0 && ctx.Err() == nil {
-			js := ready[0]
-			ready = ready[1:]
+	for {
+		for running < e.opts.Parallel && ctx.Err() == nil {
+			j := g.Next()
+			if j == nil {
+				break
+			}
 			running++
-			js.res.Status = Running
-			go func() {
-				r.runJob(ctx, js)
-				doneCh <- js
-			}()
+			needs := g.Needs(j.Name)
+			go func() { doneCh <- done{j.Name, e.RunJob(ctx, p, j, needs, emit)} }()
 		}
 		if running == 0 {
 			break
 		}
-		js := <-doneCh
+		d := <-doneCh
 		running--
-		if e.opts.FailFast && (js.res.Status == Failure || js.res.Status == Error) && ctx.Err() == nil {
-			cancel(&failFastError{job: js.job.Name})
+		results[d.name] = d.res
+		if e.opts.FailFast && (d.res.Status == Failure || d.res.Status == Error) && ctx.Err() == nil {
+			cancel(&failFastError{job: d.name})
 		}
-		settle(js)
+		if ctx.Err() != nil {
+			// Stopping: what has not started ends now, for the stop's
+			// reason, rather than for the job that was stopped.
+			skip(g.Stop(context.Cause(ctx)))
+		}
+		skip(g.Finish(d.name, d.res.Status))
 	}
 	// Whatever has not run by now never will: the run was stopped.
-	cause := context.Cause(ctx)
+	skip(g.Stop(context.Cause(ctx)))
+	res := &Result{Duration: time.Since(start)}
 	for _, j := range p.Jobs {
-		js := r.states[j.Name]
-		if js.done {
-			continue
-		}
-		js.done = true
-		js.res.Status, js.res.Reason = Cancelled, "not started: "+causeText(cause)
-		var ff *failFastError
-		if errors.As(cause, &ff) {
-			js.res.Status = Skipped
-		}
-		r.emit(Event{Type: JobFinished, Job: j.Name, Status: js.res.Status, Reason: js.res.Reason})
+		res.Jobs = append(res.Jobs, results[j.Name])
 	}
-	res.Duration = time.Since(start)
 	res.Status = overall(res.Jobs)
 	return res
+}
+
+// notStarted is the status of a job that never ran because the run stopped:
+// skipped when --fail-fast stopped it, cancelled when someone did.
+func notStarted(cause error) (Status, string) {
+	var ff *failFastError
+	if errors.As(cause, &ff) {
+		return Skipped, "not started: " + ff.Error()
+	}
+	return Cancelled, "not started: " + causeText(cause)
 }
 
 func causeText(err error) string {
@@ -267,61 +222,29 @@ func overall(jobs []*JobResult) Status {
 	return st
 }
 
-// decide says whether a job whose needs have finished runs, and if not why.
-func (r *run) decide(ctx context.Context, js *jobState) (bool, Status, string) {
-	if ctx.Err() != nil {
-		return false, Cancelled, "not started: " + causeText(context.Cause(ctx))
-	}
-	needs := map[string]string{}
-	failedNeed := ""
-	for _, n := range js.job.Needs {
-		st := r.states[n].res.Status
-		needs[n] = string(st)
-		if !st.Passed() && failedNeed == "" {
-			failedNeed = fmt.Sprintf("needs %s: %s", n, st)
-		}
-	}
-	// needs.<job> also answers to the job's base name when it is a matrix:
-	// the worst of its cells.
-	for _, n := range js.job.Needs {
-		base := r.states[n].job.Base
-		if base != n {
-			if cur, ok := needs[base]; !ok || cur == string(Success) {
-				needs[base] = needs[n]
-			}
-		}
-	}
-	if js.job.If == "" {
-		if failedNeed != "" {
-			return false, Skipped, failedNeed
-		}
-		return true, "", ""
-	}
-	cond, err := eval.CompileCondition(js.job.If)
-	if err != nil {
-		return false, Error, err.Error()
-	}
-	ec := r.evalContext(js.job, r.plan.Env)
-	ec.Needs = needs
-	ec.Failed = failedNeed != ""
-	ok, err := cond.Eval(ec)
-	if err != nil {
-		return false, Error, err.Error()
-	}
-	if !ok {
-		if failedNeed != "" {
-			return false, Skipped, failedNeed
-		}
-		return false, Skipped, "if: " + cond.String() + " is false"
-	}
-	return true, "", ""
+// jobRun is one job being run by RunJob.
+type jobRun struct {
+	e     *Engine
+	plan  *plan.Plan
+	job   *plan.Job
+	needs map[string]string
+	sink  func(Event)
+	res   *JobResult
 }
 
-func (r *run) evalContext(j *plan.Job, env map[string]string) *eval.Context {
-	t := r.plan.Trigger
+func (r *jobRun) emit(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	r.sink(ev)
+}
+
+// evalContext is what expressions of job j see.
+func evalContext(p *plan.Plan, j *plan.Job, needs, env map[string]string) *eval.Context {
+	t := p.Trigger
 	return &eval.Context{
 		Branch: t.Branch, Tag: t.Tag, Event: t.Event, Commit: t.Commit, Repo: t.Repo,
-		Matrix: j.Matrix, Env: env,
+		Matrix: j.Matrix, Env: env, Needs: needs,
 	}
 }
 
@@ -351,24 +274,30 @@ func resolveEnv(base, add map[string]string, ec *eval.Context) (map[string]strin
 	return out, nil
 }
 
-func (r *run) runJob(ctx context.Context, js *jobState) {
-	j := js.job
+// RunJob runs one job of p whose needs have finished (needs maps each to
+// its status, as Graph.Needs returns it) and returns how it ended. This is
+// what an agent does with a job it leased; Run does it for every job of a
+// plan. sink receives the job's events in order, from one goroutine at a
+// time.
+func (e *Engine) RunJob(ctx context.Context, p *plan.Plan, j *plan.Job, needs map[string]string, sink func(Event)) *JobResult {
+	r := &jobRun{e: e, plan: p, job: j, needs: needs, sink: sink, res: &JobResult{Name: j.Name}}
 	start := time.Now()
 	r.emit(Event{Type: JobStarted, Job: j.Name, Time: start})
-	status, reason := r.execJob(ctx, js)
-	js.res.Status, js.res.Reason, js.res.Duration = status, reason, time.Since(start)
-	r.emit(Event{Type: JobFinished, Job: j.Name, Status: status, Reason: reason, Duration: js.res.Duration})
+	status, reason := r.exec(ctx)
+	r.res.Status, r.res.Reason, r.res.Duration = status, reason, time.Since(start)
+	r.emit(Event{Type: JobFinished, Job: j.Name, Status: status, Reason: reason, Duration: r.res.Duration})
+	return r.res
 }
 
-func (r *run) execJob(ctx context.Context, js *jobState) (Status, string) {
-	j := js.job
+func (r *jobRun) exec(ctx context.Context) (Status, string) {
+	j := r.job
 	opts := r.e.opts
 	if j.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, j.Timeout, &TimeoutError{What: "job", After: j.Timeout})
 		defer cancel()
 	}
-	ec := r.evalContext(j, nil)
+	ec := evalContext(r.plan, j, r.needs, nil)
 	env, err := resolveEnv(nil, r.plan.Env, ec)
 	if err == nil {
 		env, err = resolveEnv(env, j.Env, ec)
@@ -391,7 +320,7 @@ func (r *run) execJob(ctx context.Context, js *jobState) (Status, string) {
 		services = append(services, backend.Service{Name: s.Name, Image: s.Image, Env: s.Env, Command: s.Command})
 	}
 	bj, err := r.e.backend.Start(ctx, backend.JobSpec{
-		ID:        opts.RunID + strconv.Itoa(r.index(j.Name)),
+		ID:        opts.RunID + strconv.Itoa(index(r.plan, j.Name)),
 		Name:      j.Name,
 		Workspace: opts.Workspace,
 		Image:     image,
@@ -409,11 +338,11 @@ func (r *run) execJob(ctx context.Context, js *jobState) (Status, string) {
 		bj.Close(cctx)
 	}()
 
-	base := r.baseEnv(j, env)
+	base := r.baseEnv(env)
 	status, reason := Success, ""
 	for i, st := range j.Steps {
 		sr := &StepResult{Name: st.DisplayName(), ExitCode: -1}
-		js.res.Steps = append(js.res.Steps, sr)
+		r.res.Steps = append(r.res.Steps, sr)
 		failed := status != Success
 		runIt := !failed && ctx.Err() == nil
 		skipReason := "an earlier step did not pass"
@@ -424,7 +353,7 @@ func (r *run) execJob(ctx context.Context, js *jobState) (Status, string) {
 			cond, err := eval.CompileCondition(st.If)
 			var ok bool
 			if err == nil {
-				sc := r.evalContext(j, env)
+				sc := evalContext(r.plan, j, r.needs, env)
 				sc.Failed, sc.Cancelled = failed, ctx.Err() != nil
 				ok, err = cond.Eval(sc)
 			}
@@ -444,7 +373,7 @@ func (r *run) execJob(ctx context.Context, js *jobState) (Status, string) {
 			r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: i, Status: Skipped, ExitCode: -1, Reason: skipReason})
 			continue
 		}
-		r.runStep(ctx, j, i, bj, base, env, sr)
+		r.runStep(ctx, i, bj, base, env, sr)
 		if sr.Status != Success && status == Success {
 			status = sr.Status
 			reason = fmt.Sprintf("step %q: %s", sr.Name, sr.Reason)
@@ -464,8 +393,8 @@ func stoppedStatus(cause error) (Status, string) {
 	return Cancelled, causeText(cause)
 }
 
-func (r *run) index(name string) int {
-	for i, j := range r.plan.Jobs {
+func index(p *plan.Plan, name string) int {
+	for i, j := range p.Jobs {
 		if j.Name == name {
 			return i
 		}
@@ -475,7 +404,8 @@ func (r *run) index(name string) int {
 
 // baseEnv is every step's environment but the step's own: the pipeline and
 // job env, the job's secrets, CI=true and the GANTRY_* variables.
-func (r *run) baseEnv(j *plan.Job, env map[string]string) []string {
+func (r *jobRun) baseEnv(env map[string]string) []string {
+	j := r.job
 	t := r.plan.Trigger
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -523,13 +453,14 @@ func envName(s string) string {
 // interpPrefix names the variables that carry interpolated values into a script.
 const interpPrefix = "GANTRY_EXPR_"
 
-func (r *run) runStep(ctx context.Context, j *plan.Job, idx int, bj backend.Job, base []string, jobEnv map[string]string, sr *StepResult) {
+func (r *jobRun) runStep(ctx context.Context, idx int, bj backend.Job, base []string, jobEnv map[string]string, sr *StepResult) {
+	j := r.job
 	st := j.Steps[idx]
 	fail := func(reason string) {
 		sr.Status, sr.Reason = Error, reason
 		r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: idx, Attempt: 1, MaxAttempts: 1, Status: Error, ExitCode: -1, Reason: reason})
 	}
-	ec := r.evalContext(j, jobEnv)
+	ec := evalContext(r.plan, j, r.needs, jobEnv)
 	stepEnv, err := resolveEnv(jobEnv, st.Env, ec)
 	if err != nil {
 		fail(err.Error())
