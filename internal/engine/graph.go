@@ -100,7 +100,7 @@ func (g *Graph) Stop(cause error) []Decision {
 	g.ready = nil
 	for _, n := range g.order {
 		if n.status == Pending {
-			n.status = st
+			n.status, n.decided = st, true
 			out = append(out, Decision{Job: n.job.Name, Status: st, Reason: reason})
 		}
 	}
