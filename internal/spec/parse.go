@@ -93,7 +93,7 @@ func Parse(name string, data []byte) (*Pipeline, error) {
 		p.yamlError(err)
 		return nil, p.errs
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		p.errAt(Pos{1, 1}, "file is empty: a pipeline needs at least one job under \"jobs\"")
 		return nil, p.errs
 	}
@@ -239,6 +239,9 @@ const maxHintWork = 20_000_000
 
 // suggest is suggest within the parser's budget for hints.
 func (p *parser) suggest(got string, known []string) string {
+	if p.hintWork > maxHintWork {
+		return "" // before counting: counting is quadratic too
+	}
 	for _, k := range known {
 		p.hintWork += (len(got) + 1) * (len(k) + 1)
 	}

@@ -9,6 +9,7 @@ package spec
 
 import (
 	"time"
+	"unicode/utf8"
 )
 
 // Pipeline is a whole pipeline file.
@@ -122,7 +123,11 @@ func firstLine(s string, max int) string {
 		}
 	}
 	if len(s) > max {
-		s = s[:max-1] + "…"
+		i := max - 1
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i-- // do not cut a character in two
+		}
+		s = s[:i] + "…"
 	}
 	return s
 }
