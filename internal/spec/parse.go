@@ -804,8 +804,54 @@ func (p *parser) matrix(n *yaml.Node, what string) *Matrix {
 	}
 	if len(m.Axes) == 0 && len(m.Include) == 0 {
 		p.errorf(n, "%s: empty: give at least one axis, such as go: [\"1.22\", \"1.23\"]", what)
+	} else if len(m.Include) == 0 && len(m.Exclude) > 0 && allExcluded(m) {
+		p.errorf(n, "%s: exclude removes every cell: the job would never run", what)
 	}
 	return m
+}
+
+// allExcluded reports whether every cell of m's axes matches an exclude
+// entry. It stops at the first cell that survives.
+func allExcluded(m *Matrix) bool {
+	idx := make([]int, len(m.Axes))
+	for _, a := range m.Axes {
+		if len(a.Values) == 0 {
+			return false
+		}
+	}
+	for count := 0; count < 100_000; count++ {
+		excluded := false
+		for _, ex := range m.Exclude {
+			match := len(ex) > 0
+			for k, v := range ex {
+				i := slices.IndexFunc(m.Axes, func(a Axis) bool { return a.Name == k })
+				if i < 0 || v != m.Axes[i].Values[idx[i]] {
+					match = false
+					break
+				}
+			}
+			if match {
+				excluded = true
+				break
+			}
+		}
+		if !excluded {
+			return false
+		}
+		// Next cell, odometer-style.
+		i := len(idx) - 1
+		for ; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < len(m.Axes[i].Values) {
+				break
+			}
+			idx[i] = 0
+		}
+		if i < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {

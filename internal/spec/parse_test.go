@@ -1276,6 +1276,18 @@ jobs:
 			},
 		},
 		{
+			name: "exclude removes every cell",
+			src: `jobs:
+  a:
+    matrix: {go: [1, 2], os: [x], exclude: [{go: 1}, {go: 2, os: x}]}
+    steps: [x]
+  b:
+    matrix: {go: [1, 2], exclude: [{go: 1}]}
+    steps: [x]
+`,
+			want: []string{`p.yml:3:13: job "a": matrix: exclude removes every cell: the job would never run`},
+		},
+		{
 			name: "bad include values",
 			src: `jobs:
   a:
