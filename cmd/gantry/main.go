@@ -31,6 +31,14 @@ func commands() []command {
 	return []command{
 		{"run", "run the pipeline of this checkout on this machine", runCmd},
 		{"validate", "check pipeline files; print every problem as FILE:LINE:COL: message", validateCmd},
+		{"server", "start the server: webhooks in, builds out, on embedded SQLite with a built-in agent", serverCmd},
+		{"repo", "add, list or remove repositories on a server (repo add|list|rm)", repoCmd},
+		{"trigger", "start a build of a branch on a server", triggerCmd},
+		{"builds", "list builds", buildsCmd},
+		{"build", "show a build with its jobs and steps", buildCmd},
+		{"logs", "print a build's logs; --follow streams them until it ends", logsCmd},
+		{"cancel", "cancel a build", cancelCmd},
+		{"retry", "run a build again; --failed re-runs only the jobs that did not pass", retryCmd},
 		{"version", "print the version", versionCmd},
 	}
 }
@@ -100,12 +108,29 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, do
 			break
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, true
+	// Flags may come after positional arguments (gantry repo add NAME --url
+	// U): parse, set the next positional aside, parse the rest again.
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK, true
+			}
+			return exitUsage, true
 		}
-		return exitUsage, true
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		// Parse stops at the first non-flag, or just after "--".
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
+	fs.Parse(append([]string{"--"}, positional...))
 	return 0, false
 }
 

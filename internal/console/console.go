@@ -136,8 +136,8 @@ func (t *Text) log(ev engine.Event) {
 
 // Summary writes the closing table: every job with its status and duration.
 func (t *Text) Summary(res *engine.Result) {
-	fmt.Fprintln(t.w)
-	tw := tabwriter.NewWriter(t.w, 0, 4, 2, ' ', 0)
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSTATUS\tDURATION\t")
 	for _, j := range res.Jobs {
 		d := "-"
@@ -149,6 +149,13 @@ func (t *Text) Summary(res *engine.Result) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", j.Name, st, d, j.Reason)
 	}
 	tw.Flush()
+	t.w.WriteByte('\n')
+	for _, line := range bytes.SplitAfter(buf.Bytes(), []byte("\n")) {
+		t.w.Write(bytes.TrimRight(line, " \n"))
+		if len(line) > 0 {
+			t.w.WriteByte('\n')
+		}
+	}
 	fmt.Fprintf(t.w, "\n%s in %s\n", t.paint(statusColor(res.Status), "run "+string(res.Status)), Duration(res.Duration))
 	t.w.Flush()
 }

@@ -51,6 +51,9 @@ type Options struct {
 	RunID string
 	// CloseTimeout bounds a job's cleanup on the backend; 0 means 1 minute.
 	CloseTimeout time.Duration
+	// Env is added to every step's environment (KEY=VALUE), before the
+	// GANTRY_* variables.
+	Env []string
 }
 
 // Engine runs plans. It holds no state between runs, so one Engine may run
@@ -419,6 +422,7 @@ func (r *jobRun) baseEnv(env map[string]string) []string {
 	for _, name := range j.Secrets {
 		out = append(out, name+"="+r.e.opts.Secrets[name])
 	}
+	out = append(out, r.e.opts.Env...)
 	out = append(out,
 		"CI=true",
 		"GANTRY=true",

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/server"
+)
+
+const serverAbout = `Starts the Gantry server: forge webhooks in at /hooks/{github,gitea,gitlab,
+bitbucket}, builds out, the API at /api/v1, /healthz and /metrics. State lives
+in an embedded SQLite database under --data; jobs run on a built-in agent with
+--agents slots.
+
+On first start it creates the admin API token: GANTRY_ADMIN_TOKEN if set,
+otherwise a generated one, printed once. Only its hash is stored.
+
+SIGTERM or Ctrl-C drains: no new job starts, running jobs may finish for
+--drain-timeout, then they are stopped. A second signal stops them at once.
+After a crash (kill -9), the next start ends the jobs that were running as
+error "server restarted"; queued builds still run.`
+
+func serverCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("server", "server [flags]", serverAbout, stdout, stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen on `HOST:PORT`")
+	data := fs.String("data", "gantry-data", "data `dir`: database, repo caches, workspaces")
+	database := fs.String("database", "", "database `URL`: sqlite:PATH (default sqlite:DATA/gantry.db)")
+	agents := fs.Int("agents", runtime.NumCPU(), "built-in agent slots: jobs run at once on this machine (`N`; 0: none)")
+	drain := fs.Duration("drain-timeout", time.Minute, "on SIGTERM, how long running jobs may finish before they are stopped")
+	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "a job whose agent stops heartbeating for this long is handed to another agent or fails")
+	logFormat := fs.String("log-format", "text", "log `format` on stderr: text or json")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gantry server: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "gantry server: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return exitUsage
+	}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		fmt.Fprintf(stderr, "gantry server: --log-format %q: want text or json\n", *logFormat)
+		return exitUsage
+	}
+	log := slog.New(handler)
+
+	srv, err := server.New(server.Config{
+		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
+		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL,
+		Log: log, Out: stdout,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry server: %v\n", err)
+		return exitUsage
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := srv.Start(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "gantry server: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "gantry server listening on http://%s\n", srv.Addr())
+	<-sigs
+	log.Info("stopping: draining running jobs", "timeout", drain.String())
+	ctx, cancel := context.WithTimeout(context.Background(), *drain)
+	go func() {
+		<-sigs
+		log.Warn("second signal: stopping running jobs now")
+		cancel()
+	}()
+	err = srv.Stop(ctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry server: stop: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}

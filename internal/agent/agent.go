@@ -1,0 +1,277 @@
+// Package agent runs jobs it leases from the server: it checks out the
+// build's commit into a fresh workspace, runs the job with the engine, and
+// streams the job's events back in batches while it runs. The built-in
+// agent of `gantry server` is an ordinary Agent whose Server is the
+// dispatcher itself; a remote agent's Server speaks HTTP. There is one
+// dispatch path.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/backend"
+	"github.com/gantry-ci/gantry/internal/engine"
+	"github.com/gantry-ci/gantry/internal/git"
+	"github.com/gantry-ci/gantry/internal/plan"
+	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/spec"
+	"github.com/gantry-ci/gantry/internal/store"
+)
+
+// Server is what an agent needs of the server.
+type Server interface {
+	// Lease blocks until a job fits this agent.
+	Lease(ctx context.Context, agent string, labels []string) (*queue.Assignment, error)
+	// Started, Report, Heartbeat and Finish return store.ErrStaleLease
+	// when the agent lost the job (cancelled, or handed to another agent):
+	// it must stop it at once.
+	Started(ctx context.Context, a *queue.Assignment) error
+	Report(ctx context.Context, a *queue.Assignment, events []engine.Event) error
+	Heartbeat(ctx context.Context, a *queue.Assignment) error
+	Finish(ctx context.Context, a *queue.Assignment, res *engine.JobResult) error
+}
+
+// Options configure an Agent.
+type Options struct {
+	Name     string
+	Labels   []string
+	Capacity int
+	// WorkDir holds job workspaces; each is removed when its job ends.
+	WorkDir string
+	// FlushInterval bounds how long output waits before it is sent; 0
+	// means 250ms.
+	FlushInterval time.Duration
+	// FlushBytes sends a batch early once it holds this much output; 0
+	// means 256 KiB.
+	FlushBytes int
+	// Shell runs each step's script; empty means the engine's default.
+	Shell []string
+}
+
+// Agent leases and runs jobs, Capacity at a time.
+type Agent struct {
+	server  Server
+	backend backend.Backend
+	mirrors *git.Mirrors
+	opts    Options
+	log     *slog.Logger
+}
+
+// New returns an agent. mirrors caches the repositories it checks out.
+func New(server Server, b backend.Backend, mirrors *git.Mirrors, log *slog.Logger, opts Options) *Agent {
+	if opts.Capacity <= 0 {
+		opts.Capacity = 1
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 250 * time.Millisecond
+	}
+	if opts.FlushBytes <= 0 {
+		opts.FlushBytes = 256 << 10
+	}
+	if abs, err := filepath.Abs(opts.WorkDir); err == nil {
+		opts.WorkDir = abs
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{server: server, backend: b, mirrors: mirrors, opts: opts, log: log}
+}
+
+// markerVar is set in every step's environment to the agent's work
+// directory, so that processes a crashed agent left behind can be found
+// and stopped by the next agent on the same directory.
+const markerVar = "GANTRY_AGENT_WORKDIR"
+
+// Run leases and runs jobs until ctx ends. Cancelling ctx drains: no new
+// job is leased and running jobs finish; cancel jobCtx to stop them too.
+// It first clears what a crashed predecessor on the same work directory
+// left: its step processes and its workspaces.
+func (a *Agent) Run(ctx, jobCtx context.Context) {
+	if n := reapOrphans(a.opts.WorkDir); n > 0 {
+		a.log.LogAttrs(ctx, slog.LevelWarn, "stopped processes a previous agent left running", slog.Int("process_groups", n))
+	}
+	if entries, err := os.ReadDir(a.opts.WorkDir); err == nil {
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(a.opts.WorkDir, e.Name()))
+		}
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < a.opts.Capacity; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				as, err := a.server.Lease(ctx, a.opts.Name, a.opts.Labels)
+				if err != nil {
+					if ctx.Err() == nil {
+						a.log.LogAttrs(ctx, slog.LevelWarn, "lease", slog.Any("err", err))
+						time.Sleep(time.Second)
+					}
+					continue
+				}
+				a.runJob(jobCtx, as)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// errLost is the cause of a job stopped because the server took it away.
+var errLost = errors.New("cancelled on the server")
+
+func (a *Agent) runJob(parent context.Context, as *queue.Assignment) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	log := a.log.With(slog.Int64("build", as.BuildID), slog.String("job", as.Job))
+	// Everything below reports with its own context, so that a job stopped
+	// by shutdown still gets its final state written.
+	bg := context.WithoutCancel(ctx)
+	lost := func(err error) bool {
+		if errors.Is(err, store.ErrStaleLease) {
+			cancel(errLost)
+			return true
+		}
+		if err != nil {
+			log.LogAttrs(bg, slog.LevelWarn, "report to server", slog.Any("err", err))
+		}
+		return false
+	}
+	if lost(a.server.Started(bg, as)) {
+		return
+	}
+
+	// Heartbeats keep the lease, and tell us promptly of a cancel.
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(min(as.LeaseTTL/3, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if lost(a.server.Heartbeat(bg, as)) {
+					return
+				}
+			}
+		}
+	}()
+
+	res := a.execute(ctx, as, lost)
+	cancel(nil)
+	<-hbDone
+	if err := a.server.Finish(bg, as, res); err != nil && !errors.Is(err, store.ErrStaleLease) {
+		log.LogAttrs(bg, slog.LevelError, "finish job", slog.Any("err", err))
+	}
+}
+
+// execute checks the job out and runs it, streaming its events.
+func (a *Agent) execute(ctx context.Context, as *queue.Assignment, lost func(error) bool) *engine.JobResult {
+	fail := func(reason string) *engine.JobResult {
+		return &engine.JobResult{Name: as.Job, Status: engine.Error, Reason: reason}
+	}
+	p, err := spec.Parse(".gantry.yml", as.Pipeline)
+	if err != nil {
+		return fail("pipeline: " + err.Error())
+	}
+	pl := plan.New(p, as.Trigger)
+	var job *plan.Job
+	for _, j := range pl.Jobs {
+		if j.Name == as.Job {
+			job = j
+		}
+	}
+	if job == nil {
+		return fail(fmt.Sprintf("job %q is not in the build's pipeline", as.Job))
+	}
+	ws := filepath.Join(a.opts.WorkDir, strconv.FormatInt(as.JobID, 10)+"-"+strconv.FormatInt(as.Token, 10))
+	defer os.RemoveAll(ws)
+	if err := os.MkdirAll(filepath.Dir(ws), 0o755); err != nil {
+		return fail("workspace: " + err.Error())
+	}
+	m := a.mirrors.Get(as.Repo, as.CloneURL)
+	if err := m.Fetch(ctx, as.Commit); err != nil {
+		return fail(err.Error())
+	}
+	if err := m.Checkout(ctx, as.Commit, ws); err != nil {
+		return fail(err.Error())
+	}
+	eng := engine.New(a.backend, engine.Options{Workspace: ws, Shell: a.opts.Shell, RunID: fmt.Sprintf("job-%d-", as.JobID),
+		Env: []string{markerVar + "=" + a.opts.WorkDir}})
+
+	b := newBatcher(a.opts.FlushInterval, a.opts.FlushBytes, func(evs []engine.Event) {
+		lost(a.server.Report(context.WithoutCancel(ctx), as, evs))
+	})
+	res := eng.RunJob(ctx, pl, job, as.Needs, b.add)
+	b.close()
+	if cause := context.Cause(ctx); errors.Is(cause, errLost) {
+		res.Status, res.Reason = engine.Cancelled, errLost.Error()
+	}
+	return res
+}
+
+// batcher collects events and sends them in batches: when FlushBytes of
+// output have gathered, when a step starts or ends, and at the latest
+// FlushInterval after the first unsent event, so a steady trickle of lines
+// cannot hold output back.
+type batcher struct {
+	mu       sync.Mutex
+	events   []engine.Event
+	size     int
+	maxBytes int
+	interval time.Duration
+	timer    *time.Timer
+	send     func([]engine.Event)
+	sending  sync.Mutex // keeps batches in order
+}
+
+func newBatcher(interval time.Duration, maxBytes int, send func([]engine.Event)) *batcher {
+	b := &batcher{interval: interval, maxBytes: maxBytes, send: send}
+	b.timer = time.AfterFunc(time.Hour, b.flush)
+	b.timer.Stop()
+	return b
+}
+
+func (b *batcher) add(ev engine.Event) {
+	if ev.Type == engine.Log {
+		ev.Data = append([]byte(nil), ev.Data...) // only valid during the call
+	}
+	b.mu.Lock()
+	if len(b.events) == 0 {
+		b.timer.Reset(b.interval)
+	}
+	b.events = append(b.events, ev)
+	b.size += len(ev.Data)
+	now := b.size >= b.maxBytes || ev.Type == engine.StepStarted || ev.Type == engine.StepFinished
+	b.mu.Unlock()
+	if now {
+		b.flush()
+	}
+}
+
+func (b *batcher) flush() {
+	b.sending.Lock()
+	defer b.sending.Unlock()
+	b.mu.Lock()
+	evs := b.events
+	b.events, b.size = nil, 0
+	b.timer.Stop()
+	b.mu.Unlock()
+	if len(evs) > 0 {
+		b.send(evs)
+	}
+}
+
+func (b *batcher) close() {
+	b.timer.Stop()
+	b.flush()
+}

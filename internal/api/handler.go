@@ -1,0 +1,488 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/build"
+	"github.com/gantry-ci/gantry/internal/git"
+	"github.com/gantry-ci/gantry/internal/logstream"
+	"github.com/gantry-ci/gantry/internal/plan"
+	"github.com/gantry-ci/gantry/internal/spec"
+	"github.com/gantry-ci/gantry/internal/store"
+)
+
+// Forges are the forge names a repo may have.
+var Forges = []string{"github", "gitea", "gitlab", "bitbucket"}
+
+// Handler serves /api/v1.
+type Handler struct {
+	Store   store.Store
+	Builds  *build.Service
+	Mirrors *git.Mirrors
+	Broker  *logstream.Broker
+	Log     *slog.Logger
+
+	reqID atomic.Int64
+}
+
+// badRequest is an error in what the client sent; its message is safe to show.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+func badRequestf(format string, args ...any) error {
+	return &badRequest{fmt.Sprintf(format, args...)}
+}
+
+var errUnauthorized = errors.New("missing or invalid API token: send Authorization: Bearer TOKEN")
+
+// HashToken is how tokens are stored: a SHA-256 of the secret. Tokens are
+// long random strings, so a fast hash is as good as a slow one.
+func HashToken(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// Register mounts the API on mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
+		mux.Handle(pattern, h.adapt(fn, true))
+	}
+	route("GET /api/v1/repos", h.listRepos)
+	route("POST /api/v1/repos", h.addRepo)
+	route("DELETE /api/v1/repos/{owner}/{name}", h.deleteRepo)
+	route("POST /api/v1/repos/{owner}/{name}/builds", h.trigger)
+	route("GET /api/v1/builds", h.listBuilds)
+	route("GET /api/v1/builds/{id}", h.getBuild)
+	route("POST /api/v1/builds/{id}/cancel", h.cancel)
+	route("POST /api/v1/builds/{id}/retry", h.retry)
+	route("GET /api/v1/builds/{id}/logs", h.logs)
+	route("GET /api/v1/events", h.events)
+}
+
+// adapt turns a handler that returns an error into an http.Handler: this
+// is the one place errors become statuses.
+func (h *Handler) adapt(fn func(w http.ResponseWriter, r *http.Request) error, auth bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := error(nil)
+		if auth {
+			err = h.authenticate(r)
+		}
+		if err == nil {
+			err = fn(w, r)
+		}
+		if err == nil {
+			return
+		}
+		WriteError(w, r, h.Log, err, &h.reqID)
+	})
+}
+
+// WriteError answers with the status err maps to and a safe message; the
+// log gets the cause with a request ID.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, seq *atomic.Int64) {
+	status, msg := http.StatusInternalServerError, "internal error"
+	var br *badRequest
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &br):
+		status, msg = http.StatusBadRequest, br.msg
+	case errors.As(err, &mbe):
+		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit)
+	case errors.Is(err, errUnauthorized):
+		status, msg = http.StatusUnauthorized, err.Error()
+	case errors.Is(err, store.ErrNotFound):
+		status, msg = http.StatusNotFound, err.Error()
+	case errors.Is(err, store.ErrConflict), errors.Is(err, build.ErrNotFinished):
+		status, msg = http.StatusConflict, err.Error()
+	}
+	id := fmt.Sprintf("%d-%d", time.Now().Unix(), seq.Add(1))
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	if log != nil {
+		log.LogAttrs(r.Context(), level, "request failed", slog.String("request_id", id), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", status), slog.Any("err", err))
+	}
+	WriteJSON(w, status, Error{Error: msg, RequestID: id})
+}
+
+func (h *Handler) authenticate(r *http.Request) error {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || secret == "" {
+		return errUnauthorized
+	}
+	if _, err := h.Store.TokenByHash(r.Context(), HashToken(secret)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errUnauthorized
+		}
+		return err
+	}
+	return nil
+}
+
+// WriteJSON answers with v as indented JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return badRequestf("invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+func (h *Handler) listRepos(w http.ResponseWriter, r *http.Request) error {
+	repos, err := h.Store.Repos(r.Context())
+	if err != nil {
+		return err
+	}
+	out := []Repo{}
+	for _, rp := range repos {
+		out = append(out, RepoOf(rp))
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
+// validRepoName is OWNER/NAME, with GitLab subgroups allowed.
+func validRepoName(name string) bool {
+	parts := strings.Split(name, "/")
+	if len(parts) < 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." || !spec.NamePattern.MatchString(p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
+	var in NewRepo
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	switch {
+	case !validRepoName(in.Name):
+		return badRequestf("repo name %q: want OWNER/NAME", in.Name)
+	case in.CloneURL == "":
+		return badRequestf("clone_url is required")
+	case in.WebhookSecret == "":
+		return badRequestf("webhook_secret is required: unsigned webhooks are never accepted")
+	}
+	if in.Forge == "" {
+		in.Forge = "github"
+	}
+	known := false
+	for _, f := range Forges {
+		known = known || f == in.Forge
+	}
+	if !known {
+		return badRequestf("forge %q: want one of %s", in.Forge, strings.Join(Forges, ", "))
+	}
+	if in.DefaultBranch == "" {
+		in.DefaultBranch = "main"
+	}
+	rp := &store.Repo{Name: in.Name, CloneURL: in.CloneURL, Forge: in.Forge, WebhookSecret: in.WebhookSecret, DefaultBranch: in.DefaultBranch}
+	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusCreated, RepoOf(rp))
+}
+
+func repoName(r *http.Request) string {
+	return r.PathValue("owner") + "/" + r.PathValue("name")
+}
+
+func (h *Handler) deleteRepo(w http.ResponseWriter, r *http.Request) error {
+	if err := h.Store.DeleteRepo(r.Context(), repoName(r)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
+	var in Trigger
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	repo, err := h.Store.Repo(r.Context(), repoName(r))
+	if err != nil {
+		return err
+	}
+	if in.Branch == "" {
+		in.Branch = repo.DefaultBranch
+	}
+	if in.Commit == "" {
+		sha, err := h.Mirrors.Get(repo.Name, repo.CloneURL).Resolve(r.Context(), "refs/heads/"+in.Branch)
+		if err != nil {
+			return badRequestf("branch %q of %s: %v", in.Branch, repo.Name, err)
+		}
+		in.Commit = sha
+	}
+	b, _, err := h.Builds.Create(r.Context(), repo, build.Trigger{
+		Trigger: plan.Trigger{Event: plan.EventManual, Branch: in.Branch, Commit: in.Commit, Repo: repo.Name},
+		Author:  "api",
+	})
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusCreated, BuildOf(b))
+}
+
+func (h *Handler) listBuilds(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := store.BuildFilter{Repo: q.Get("repo"), Branch: q.Get("branch"), Status: q.Get("status")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			return badRequestf("limit %q: want 1 to 1000", l)
+		}
+		f.Limit = n
+	}
+	builds, err := h.Store.Builds(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := []Build{}
+	for _, b := range builds {
+		out = append(out, BuildOf(b))
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
+func buildID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, badRequestf("build ID %q: want a positive number", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func (h *Handler) getBuild(w http.ResponseWriter, r *http.Request) error {
+	id, err := buildID(r)
+	if err != nil {
+		return err
+	}
+	b, err := h.Store.Build(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, BuildOf(b))
+}
+
+func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) error {
+	id, err := buildID(r)
+	if err != nil {
+		return err
+	}
+	b, err := h.Builds.Cancel(r.Context(), id, "cancelled through the API")
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, BuildOf(b))
+}
+
+func (h *Handler) retry(w http.ResponseWriter, r *http.Request) error {
+	id, err := buildID(r)
+	if err != nil {
+		return err
+	}
+	failed := r.URL.Query().Get("failed")
+	b, err := h.Builds.Retry(r.Context(), id, failed == "1" || failed == "true")
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusCreated, BuildOf(b))
+}
+
+// logs returns a build's log lines as JSON, or with ?follow=1 streams them
+// as Server-Sent Events until the build has finished and every line is out.
+func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
+	id, err := buildID(r)
+	if err != nil {
+		return err
+	}
+	b, err := h.Store.Build(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	jobName := r.URL.Query().Get("job")
+	var jobs []*store.Job
+	for _, j := range b.Jobs {
+		if jobName == "" || j.Name == jobName {
+			jobs = append(jobs, j)
+		}
+	}
+	if jobName != "" && len(jobs) == 0 {
+		return fmt.Errorf("build %d has no job %q: %w", id, jobName, store.ErrNotFound)
+	}
+	follow := r.URL.Query().Get("follow")
+	if follow != "1" && follow != "true" {
+		var out []LogLine
+		for _, j := range jobs {
+			lines, _, err := h.readLogs(r.Context(), j, 0)
+			if err != nil {
+				return err
+			}
+			out = append(out, lines...)
+		}
+		if out == nil {
+			out = []LogLine{}
+		}
+		return WriteJSON(w, http.StatusOK, out)
+	}
+	return h.followLogs(w, r, id, jobs)
+}
+
+func (h *Handler) readLogs(ctx context.Context, j *store.Job, after int64) ([]LogLine, int64, error) {
+	var out []LogLine
+	for {
+		chunks, err := h.Store.Logs(ctx, j.ID, after, 500)
+		if err != nil {
+			return nil, after, err
+		}
+		for _, c := range chunks {
+			for _, line := range strings.SplitAfter(string(c.Data), "\n") {
+				if line != "" {
+					out = append(out, LogLine{Job: j.Name, Step: c.Step, Seq: c.Seq, Line: strings.TrimSuffix(line, "\n")})
+				}
+			}
+			after = c.Seq
+		}
+		if len(chunks) < 500 {
+			return out, after, nil
+		}
+	}
+}
+
+func sseHeaders(w http.ResponseWriter) (http.Flusher, error) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		return nil, errors.New("streaming unsupported")
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fl.Flush()
+	return fl, nil
+}
+
+func (h *Handler) followLogs(w http.ResponseWriter, r *http.Request, buildID int64, jobs []*store.Job) error {
+	msgs, stop := h.Broker.Subscribe()
+	defer stop()
+	fl, err := sseHeaders(w)
+	if err != nil {
+		return err
+	}
+	after := map[int64]int64{}
+	ctx := r.Context()
+	for {
+		// Whether the build had finished before this read: then this read
+		// is the last one needed.
+		b, err := h.Store.Build(ctx, buildID)
+		if err != nil {
+			return nil
+		}
+		finished := store.Finished(b.Status)
+		for _, j := range jobs {
+			lines, last, err := h.readLogs(ctx, j, after[j.ID])
+			if err != nil {
+				return nil
+			}
+			after[j.ID] = last
+			for _, l := range lines {
+				data, _ := json.Marshal(l)
+				fmt.Fprintf(w, "event: log\ndata: %s\n\n", data)
+			}
+		}
+		if finished {
+			data, _ := json.Marshal(BuildOf(b))
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", data)
+			fl.Flush()
+			return nil
+		}
+		fl.Flush()
+		wait := time.NewTimer(2 * time.Second)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return nil
+			case m := <-msgs:
+				if m.BuildID == buildID {
+					break wait
+				}
+			case <-wait.C:
+				break wait
+			}
+		}
+		wait.Stop()
+	}
+}
+
+// events streams build state changes as Server-Sent Events until the
+// client goes away.
+func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
+	msgs, stop := h.Broker.Subscribe()
+	defer stop()
+	fl, err := sseHeaders(w)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+			fl.Flush()
+		case m := <-msgs:
+			if m.Kind != "build" {
+				continue
+			}
+			b, err := h.Store.Build(ctx, m.BuildID)
+			if err != nil {
+				continue
+			}
+			data, _ := json.Marshal(BuildOf(b))
+			fmt.Fprintf(w, "event: build\ndata: %s\n\n", data)
+			fl.Flush()
+		}
+	}
+}

@@ -1,0 +1,525 @@
+// Package build is the life of a build on the server: created from a
+// webhook, a manual trigger or a retry, with its jobs in one transaction;
+// advanced as its jobs finish, by the same engine.Graph that orders jobs
+// under `gantry run`; cancelled; and put back into a true state after a
+// crash. It owns no goroutines and serves no HTTP: api and hook call it, and
+// it tells the dispatcher when jobs become queued.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/engine"
+	"github.com/gantry-ci/gantry/internal/git"
+	"github.com/gantry-ci/gantry/internal/plan"
+	"github.com/gantry-ci/gantry/internal/spec"
+	"github.com/gantry-ci/gantry/internal/store"
+)
+
+// PipelineFile is where a build's pipeline is read from, at its commit.
+const PipelineFile = ".gantry.yml"
+
+// ErrNotFinished: a build that has not finished cannot be retried.
+var ErrNotFinished = errors.New("build has not finished")
+
+// Service creates and advances builds.
+type Service struct {
+	store   store.Store
+	mirrors *git.Mirrors
+	log     *slog.Logger
+	// Changed is called after a build changed, outside any transaction:
+	// the dispatcher wakes agents, the event stream tells subscribers.
+	changed func(b *store.Build)
+}
+
+// New returns a Service. changed may be nil.
+func New(st store.Store, mirrors *git.Mirrors, log *slog.Logger, changed func(*store.Build)) *Service {
+	if changed == nil {
+		changed = func(*store.Build) {}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: st, mirrors: mirrors, log: log, changed: changed}
+}
+
+// Trigger is what asks for a build.
+type Trigger struct {
+	plan.Trigger
+	DeliveryID  string
+	PullRequest int
+	Title       string
+	Author      string
+	Message     string
+	// Before is the commit a push replaced, to find changed paths when the
+	// forge did not list them.
+	Before string
+}
+
+// Create makes a build of repo for t: it fetches the commit, reads and
+// parses its pipeline file, applies the pipeline's `on` filters, and stores
+// the build and its jobs in one transaction. A pipeline that cannot be read
+// or parsed gives a build in error with the reason; one that `on` excludes
+// gives a skipped build with the reason. created is false when a build for
+// the same delivery exists already: it is returned instead.
+func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *store.Build, created bool, err error) {
+	b = &store.Build{
+		RepoID: repo.ID, Repo: repo.Name, Status: store.StatusQueued,
+		Event: t.Event, Branch: t.Branch, Tag: t.Tag, Commit: t.Commit, BaseBranch: t.BaseBranch,
+		PullRequest: t.PullRequest, Title: t.Title, Author: t.Author, Message: t.Message,
+		DeliveryID: t.DeliveryID,
+	}
+	s.prepare(ctx, repo, t, b)
+	if err := s.store.CreateBuild(ctx, b); err != nil {
+		if errors.Is(err, store.ErrConflict) && b.ID != 0 {
+			existing, err := s.store.Build(ctx, b.ID)
+			return existing, false, err
+		}
+		return nil, false, fmt.Errorf("create build of %s: %w", repo.Name, err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "build created", slog.String("repo", repo.Name), slog.Int64("build", b.ID),
+		slog.Int64("number", b.Number), slog.String("status", b.Status), slog.String("event", b.Event), slog.String("commit", b.Commit))
+	s.changed(b)
+	return b, true, nil
+}
+
+// prepare fills in b's pipeline, jobs and first decisions, or its reason
+// for not running.
+func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *store.Build) {
+	finish := func(status, reason string) {
+		b.Status, b.Reason = status, reason
+		b.FinishedAt = time.Now()
+	}
+	m := s.mirrors.Get(repo.Name, repo.CloneURL)
+	if err := m.Fetch(ctx, t.Commit); err != nil {
+		finish(store.StatusError, err.Error())
+		return
+	}
+	data, err := m.ReadFile(ctx, t.Commit, PipelineFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		finish(store.StatusSkipped, fmt.Sprintf("no %s at commit %s", PipelineFile, short(t.Commit)))
+		return
+	}
+	if err != nil {
+		finish(store.StatusError, err.Error())
+		return
+	}
+	b.Pipeline = data
+	p, err := spec.Parse(PipelineFile, data)
+	if err != nil {
+		finish(store.StatusError, "invalid pipeline file:\n"+err.Error())
+		return
+	}
+	pt := t.Trigger
+	if pt.ChangedPaths == nil && t.Before != "" && t.Event == plan.EventPush {
+		if paths, err := m.ChangedPaths(ctx, t.Before, t.Commit); err == nil {
+			pt.ChangedPaths = paths
+		}
+	}
+	if ok, why := plan.Match(p.On, pt); !ok {
+		finish(store.StatusSkipped, why)
+		return
+	}
+	pl := plan.New(p, pt)
+	for i, j := range pl.Jobs {
+		b.Jobs = append(b.Jobs, &store.Job{Name: j.Name, Position: i, Status: store.StatusPending, RunsOn: j.RunsOn, ExitCode: -1})
+	}
+	advance(b, pl, time.Now())
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// Plan rebuilds the plan a build runs from its stored pipeline.
+func Plan(b *store.Build) (*plan.Plan, error) {
+	p, err := spec.Parse(PipelineFile, b.Pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("build %d: stored pipeline: %w", b.ID, err)
+	}
+	return plan.New(p, TriggerOf(b)), nil
+}
+
+// TriggerOf is the plan trigger of a stored build.
+func TriggerOf(b *store.Build) plan.Trigger {
+	return plan.Trigger{Event: b.Event, Branch: b.Branch, Tag: b.Tag, Commit: b.Commit, Repo: b.Repo,
+		BaseBranch: b.BaseBranch, BuildNumber: int(b.Number)}
+}
+
+// advance replays the build's job statuses through an engine.Graph and
+// applies what the graph decides now: pending jobs whose needs are done
+// become queued or skipped. It then derives the build's status. It is
+// deterministic, so replaying a build twice decides nothing new.
+func advance(b *store.Build, pl *plan.Plan, now time.Time) {
+	jobs := make(map[string]*store.Job, len(b.Jobs))
+	for _, j := range b.Jobs {
+		jobs[j.Name] = j
+	}
+	apply := func(ds []engine.Decision) {
+		for _, d := range ds {
+			j := jobs[d.Job]
+			if j == nil || store.Finished(j.Status) {
+				continue
+			}
+			j.Status, j.Reason = string(d.Status), d.Reason
+			j.FinishedAt = now
+		}
+	}
+	g := engine.NewGraph(pl)
+	apply(g.Start())
+	for {
+		pj := g.Next()
+		if pj == nil {
+			break
+		}
+		j := jobs[pj.Name]
+		if j == nil {
+			continue
+		}
+		switch {
+		case store.Finished(j.Status):
+			apply(g.Finish(pj.Name, engine.Status(j.Status)))
+		case j.Status == store.StatusPending:
+			j.Status = store.StatusQueued
+			j.QueuedAt = now
+		}
+	}
+	summarize(b, now)
+}
+
+// summarize derives a build's status from its jobs'.
+func summarize(b *store.Build, now time.Time) {
+	if store.Finished(b.Status) && len(b.Jobs) == 0 {
+		return
+	}
+	rank := map[string]int{store.StatusFailure: 4, store.StatusError: 3, store.StatusCancelled: 2}
+	running, done, worst := false, true, ""
+	allSkipped := len(b.Jobs) > 0
+	for _, j := range b.Jobs {
+		if !store.Finished(j.Status) {
+			done = false
+		}
+		if j.Status == store.StatusRunning {
+			running = true
+		}
+		if j.Status != store.StatusSkipped {
+			allSkipped = false
+		}
+		if rank[j.Status] > rank[worst] {
+			worst = j.Status
+		}
+	}
+	switch {
+	case done && allSkipped:
+		b.Status = store.StatusSkipped
+	case done && worst != "":
+		b.Status = worst
+	case done:
+		b.Status = store.StatusSuccess
+	case running:
+		b.Status = store.StatusRunning
+	default:
+		if b.Status != store.StatusRunning {
+			b.Status = store.StatusQueued
+		}
+	}
+	if done && b.FinishedAt.IsZero() {
+		b.FinishedAt = now
+	}
+	if !done && b.Status == store.StatusRunning && b.StartedAt.IsZero() {
+		b.StartedAt = now
+	}
+}
+
+// jobUnderLease returns the job jobID of b if it runs under token.
+func jobUnderLease(b *store.Build, jobID, token int64) (*store.Job, error) {
+	for _, j := range b.Jobs {
+		if j.ID == jobID {
+			if j.Status != store.StatusRunning || j.LeaseToken != token {
+				return nil, store.ErrStaleLease
+			}
+			return j, nil
+		}
+	}
+	return nil, store.ErrNotFound
+}
+
+// Started records that a leased job started running on its agent.
+func (s *Service) Started(ctx context.Context, buildID, jobID, token int64) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		j, err := jobUnderLease(b, jobID, token)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if j.StartedAt.IsZero() {
+			j.StartedAt = now
+		}
+		summarize(b, now)
+		return nil
+	})
+}
+
+// Steps records step events of a job running under token: a step that
+// started, or finished. It refuses them with store.ErrStaleLease when the
+// lease was taken away.
+func (s *Service) Steps(ctx context.Context, buildID, jobID, token int64, events []engine.Event) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		j, err := jobUnderLease(b, jobID, token)
+		if err != nil {
+			return err
+		}
+		for _, ev := range events {
+			for len(j.Steps) <= ev.StepIndex {
+				j.Steps = append(j.Steps, &store.Step{Index: len(j.Steps), Status: store.StatusPending, ExitCode: -1})
+			}
+			st := j.Steps[ev.StepIndex]
+			st.Name = ev.Step
+			switch ev.Type {
+			case engine.StepStarted:
+				st.Status, st.Attempts = store.StatusRunning, ev.Attempt
+				if st.StartedAt.IsZero() {
+					st.StartedAt = ev.Time
+				}
+			case engine.StepFinished:
+				st.Status, st.Reason, st.ExitCode = string(ev.Status), ev.Reason, ev.ExitCode
+				if ev.Attempt > 0 {
+					st.Attempts = ev.Attempt
+				}
+				st.FinishedAt = ev.Time
+			}
+		}
+		return nil
+	})
+}
+
+// Finish records how a job running under token ended and decides what runs
+// next.
+func (s *Service) Finish(ctx context.Context, buildID, jobID, token int64, res *engine.JobResult) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		j, err := jobUnderLease(b, jobID, token)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		j.Status, j.Reason, j.FinishedAt = string(res.Status), res.Reason, now
+		j.LeaseExpires = time.Time{}
+		// The job's exit code is that of the step that decided it.
+		j.ExitCode = -1
+		if res.Status == engine.Success {
+			j.ExitCode = 0
+		}
+		decided := false
+		for i, sr := range res.Steps {
+			for len(j.Steps) <= i {
+				j.Steps = append(j.Steps, &store.Step{Index: len(j.Steps)})
+			}
+			st := j.Steps[i]
+			st.Name, st.Status, st.Reason, st.ExitCode, st.Attempts = sr.Name, string(sr.Status), sr.Reason, sr.ExitCode, sr.Attempts
+			if st.FinishedAt.IsZero() && sr.Status != engine.Skipped {
+				st.FinishedAt = now
+			}
+			if !decided && sr.Status != engine.Success && sr.Status != engine.Skipped {
+				j.ExitCode, decided = sr.ExitCode, true
+			}
+		}
+		return s.advanceStored(b, now)
+	})
+}
+
+// Fail ends a job that is running or queued as error with reason, whoever
+// holds it (an agent was lost, the server restarted), and decides what runs
+// next.
+func (s *Service) Fail(ctx context.Context, buildID, jobID int64, reason string) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		now := time.Now()
+		for _, j := range b.Jobs {
+			if j.ID == jobID && !store.Finished(j.Status) {
+				j.Status, j.Reason, j.FinishedAt = store.StatusError, reason, now
+				j.LeaseExpires = time.Time{}
+				endSteps(j, store.StatusError, reason, now)
+			}
+		}
+		return s.advanceStored(b, now)
+	})
+}
+
+// Requeue hands a job whose agent vanished to another agent.
+func (s *Service) Requeue(ctx context.Context, buildID, jobID int64, reason string) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		for _, j := range b.Jobs {
+			if j.ID == jobID && j.Status == store.StatusRunning {
+				j.Status, j.Reason, j.QueuedAt = store.StatusQueued, reason, time.Now()
+				j.Agent, j.LeaseExpires, j.Steps = "", time.Time{}, nil
+			}
+		}
+		summarize(b, time.Now())
+		return nil
+	})
+}
+
+// Needs is what each job that job needs ended as, for needs.<job> in its
+// expressions.
+func Needs(b *store.Build, pl *plan.Plan, job string) map[string]string {
+	g := engine.NewGraph(pl)
+	status := map[string]string{}
+	for _, j := range b.Jobs {
+		status[j.Name] = j.Status
+	}
+	g.Start()
+	for pj := g.Next(); pj != nil; pj = g.Next() {
+		if st := status[pj.Name]; store.Finished(st) {
+			g.Finish(pj.Name, engine.Status(st))
+		}
+	}
+	return g.Needs(job)
+}
+
+// endSteps ends the steps of j that are still running.
+func endSteps(j *store.Job, status, reason string, now time.Time) {
+	for _, st := range j.Steps {
+		if st.Status == store.StatusRunning {
+			st.Status, st.Reason, st.FinishedAt = status, reason, now
+		}
+	}
+}
+
+func (s *Service) advanceStored(b *store.Build, now time.Time) error {
+	pl, err := Plan(b)
+	if err != nil {
+		return err
+	}
+	advance(b, pl, now)
+	return nil
+}
+
+// Cancel stops a build: queued and pending jobs end as cancelled, and
+// running ones lose their lease, which stops them on their agent. It is not
+// an error to cancel a finished build; nothing changes.
+func (s *Service) Cancel(ctx context.Context, buildID int64, reason string) (*store.Build, error) {
+	var out *store.Build
+	err := s.update(ctx, buildID, func(b *store.Build) error {
+		out = b
+		if store.Finished(b.Status) {
+			return nil
+		}
+		now := time.Now()
+		for _, j := range b.Jobs {
+			if !store.Finished(j.Status) {
+				j.Status, j.Reason, j.FinishedAt = store.StatusCancelled, reason, now
+				j.LeaseExpires = time.Time{}
+				endSteps(j, store.StatusCancelled, reason, now)
+			}
+		}
+		b.Reason = reason
+		summarize(b, now)
+		return nil
+	})
+	return out, err
+}
+
+// Retry makes a new build of the same commit and pipeline as a finished
+// one. With failedOnly, jobs that succeeded are carried over as they were
+// and only the others run again.
+func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*store.Build, error) {
+	old, err := s.store.Build(ctx, buildID)
+	if err != nil {
+		return nil, err
+	}
+	if !store.Finished(old.Status) {
+		return nil, fmt.Errorf("retry build %d: %w (it is %s)", buildID, ErrNotFinished, old.Status)
+	}
+	b := &store.Build{
+		RepoID: old.RepoID, Repo: old.Repo, Status: store.StatusQueued, Event: old.Event, Branch: old.Branch,
+		Tag: old.Tag, Commit: old.Commit, BaseBranch: old.BaseBranch, PullRequest: old.PullRequest,
+		Title: old.Title, Author: old.Author, Message: old.Message, Pipeline: old.Pipeline, RetryOf: old.ID,
+	}
+	if len(old.Pipeline) == 0 {
+		// Nothing ran the first time (no or invalid pipeline): start over.
+		repo, err := s.store.Repo(ctx, old.Repo)
+		if err != nil {
+			return nil, err
+		}
+		s.prepare(ctx, repo, Trigger{Trigger: TriggerOf(old), PullRequest: old.PullRequest, Title: old.Title, Author: old.Author, Message: old.Message}, b)
+	} else {
+		pl, err := Plan(old)
+		if err != nil {
+			return nil, err
+		}
+		prev := map[string]*store.Job{}
+		for _, j := range old.Jobs {
+			prev[j.Name] = j
+		}
+		now := time.Now()
+		for i, pj := range pl.Jobs {
+			j := &store.Job{Name: pj.Name, Position: i, Status: store.StatusPending, RunsOn: pj.RunsOn, ExitCode: -1}
+			if p := prev[pj.Name]; failedOnly && p != nil && p.Status == store.StatusSuccess {
+				j.Status, j.Reason, j.ExitCode = store.StatusSuccess, fmt.Sprintf("passed in build %d", old.Number), p.ExitCode
+				j.StartedAt, j.FinishedAt, j.Steps = p.StartedAt, p.FinishedAt, p.Steps
+			}
+			b.Jobs = append(b.Jobs, j)
+		}
+		advance(b, pl, now)
+	}
+	if err := s.store.CreateBuild(ctx, b); err != nil {
+		return nil, fmt.Errorf("retry build %d: %w", buildID, err)
+	}
+	s.changed(b)
+	return b, nil
+}
+
+// Recover puts every build back into a true state after the server
+// stopped without draining: jobs that were running end as error with the
+// reason "server restarted", and the graph decides what runs next; queued
+// builds stay queued.
+func (s *Service) Recover(ctx context.Context) error {
+	ids, err := s.store.BuildIDs(ctx, store.StatusQueued, store.StatusRunning)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, id := range ids {
+		err := s.update(ctx, id, func(b *store.Build) error {
+			now := time.Now()
+			for _, j := range b.Jobs {
+				if j.Status == store.StatusRunning {
+					j.Status, j.Reason, j.FinishedAt = store.StatusError, "server restarted", now
+					j.LeaseExpires = time.Time{}
+					endSteps(j, store.StatusError, "server restarted", now)
+				}
+			}
+			if len(b.Pipeline) == 0 {
+				summarize(b, now)
+				return nil
+			}
+			return s.advanceStored(b, now)
+		})
+		if err != nil {
+			return fmt.Errorf("recover build %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) update(ctx context.Context, buildID int64, fn func(*store.Build) error) error {
+	var changed *store.Build
+	err := s.store.Update(ctx, buildID, func(b *store.Build) error {
+		if err := fn(b); err != nil {
+			return err
+		}
+		changed = b
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.changed(changed)
+	return nil
+}

@@ -1,0 +1,313 @@
+// Package server assembles the Gantry server: the store, the build service,
+// the dispatcher, the built-in agent, and the HTTP faces (API, webhooks,
+// health and metrics). It decides nothing itself; it wires, starts and stops.
+//
+// Lifecycle:
+//
+//	New ──► Start ──► (serving) ──► Stop: drain (no new leases; running jobs
+//	                                      finish, bounded by Stop's ctx)
+//	                                      then cancel what still runs, close.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/agent"
+	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/backend/local"
+	"github.com/gantry-ci/gantry/internal/build"
+	"github.com/gantry-ci/gantry/internal/forge"
+	"github.com/gantry-ci/gantry/internal/forge/bitbucket"
+	"github.com/gantry-ci/gantry/internal/forge/gitea"
+	"github.com/gantry-ci/gantry/internal/forge/github"
+	"github.com/gantry-ci/gantry/internal/forge/gitlab"
+	"github.com/gantry-ci/gantry/internal/git"
+	"github.com/gantry-ci/gantry/internal/hook"
+	"github.com/gantry-ci/gantry/internal/logstream"
+	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/store"
+	"github.com/gantry-ci/gantry/internal/store/sqlite"
+)
+
+// Config is what `gantry server` is started with.
+type Config struct {
+	// Addr is where the HTTP server listens; default 127.0.0.1:8080.
+	Addr string
+	// DataDir holds the database, repo mirrors and job workspaces.
+	DataDir string
+	// Database is a URL: sqlite:PATH (default DataDir/gantry.db).
+	Database string
+	// Agents is the number of built-in agent slots; 0 runs none.
+	Agents int
+	// AdminToken, when set, is the admin API token created on first start;
+	// otherwise one is generated and printed once to Out.
+	AdminToken string
+	// LeaseTTL is how long a job's lease lasts without a heartbeat.
+	LeaseTTL time.Duration
+	// KillGrace is how long a stopped step gets between SIGTERM and SIGKILL.
+	KillGrace time.Duration
+	Log       *slog.Logger
+	// Out receives the one-time admin token message.
+	Out io.Writer
+}
+
+// Server is a running Gantry server.
+type Server struct {
+	cfg        Config
+	store      store.Store
+	builds     *build.Service
+	dispatcher *queue.Dispatcher
+	broker     *logstream.Broker
+	metrics    *metrics
+	http       *http.Server
+	listener   net.Listener
+
+	cancelLeases context.CancelFunc // stops leasing (drain)
+	cancelJobs   context.CancelFunc // stops running jobs
+	cancelBg     context.CancelFunc
+	agents       sync.WaitGroup // the built-in agent
+	bg           sync.WaitGroup // the dispatcher and the HTTP server
+	stopOnce     sync.Once
+	stopErr      error
+}
+
+// New checks cfg and fills in defaults.
+func New(cfg Config) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "gantry-data"
+	}
+	if cfg.Agents < 0 {
+		return nil, fmt.Errorf("agents: %d is negative", cfg.Agents)
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	return &Server{cfg: cfg}, nil
+}
+
+// Addr is the address the server listens on, once started.
+func (s *Server) Addr() string {
+	if s.listener == nil {
+		return s.cfg.Addr
+	}
+	return s.listener.Addr().String()
+}
+
+func (s *Server) openStore(ctx context.Context) (store.Store, error) {
+	db := s.cfg.Database
+	if db == "" {
+		db = "sqlite:" + filepath.Join(s.cfg.DataDir, "gantry.db")
+	}
+	switch {
+	case strings.HasPrefix(db, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(db, "sqlite:"), "//")
+		return sqlite.Open(ctx, path)
+	case strings.HasPrefix(db, "postgres:"), strings.HasPrefix(db, "postgresql:"):
+		return nil, fmt.Errorf("database %s: PostgreSQL support comes with remote agents; use sqlite:PATH for now", redact(db))
+	}
+	return nil, fmt.Errorf("database %q: want sqlite:PATH", redact(db))
+}
+
+func redact(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}
+
+// Start opens the store, puts every build back into a true state, creates
+// the admin token on first start, and starts the dispatcher, the built-in
+// agent and the HTTP server.
+func (s *Server) Start(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := s.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	s.store = st
+	s.broker = &logstream.Broker{}
+	s.metrics = newMetrics(st)
+	mirrors := git.NewMirrors(filepath.Join(s.cfg.DataDir, "repos"))
+	var dispatcher *queue.Dispatcher
+	s.builds = build.New(st, mirrors, s.cfg.Log, func(b *store.Build) {
+		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID})
+		if store.Finished(b.Status) {
+			s.metrics.buildFinished(b)
+		}
+		if dispatcher != nil {
+			dispatcher.Notify()
+		}
+	})
+	dispatcher = queue.New(st, s.builds, s.cfg.Log, queue.Options{LeaseTTL: s.cfg.LeaseTTL, Retries: 1,
+		Logged: func(buildID, jobID int64) {
+			s.broker.Publish(logstream.Message{Kind: "log", BuildID: buildID, JobID: jobID})
+		}})
+	s.dispatcher = dispatcher
+
+	if err := s.builds.Recover(ctx); err != nil {
+		st.Close()
+		return err
+	}
+	if err := s.bootstrapToken(ctx); err != nil {
+		st.Close()
+		return err
+	}
+
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	s.listener = ln
+
+	bg, cancelBg := context.WithCancel(context.Background())
+	s.cancelBg = cancelBg
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		dispatcher.Run(bg)
+	}()
+
+	if s.cfg.Agents > 0 {
+		leaseCtx, cancelLeases := context.WithCancel(context.Background())
+		jobCtx, cancelJobs := context.WithCancel(context.Background())
+		s.cancelLeases, s.cancelJobs = cancelLeases, cancelJobs
+		be := local.New(local.Options{KillGrace: s.cfg.KillGrace, Logger: s.cfg.Log})
+		host, _ := os.Hostname()
+		a := agent.New(dispatcher, be, mirrors, s.cfg.Log, agent.Options{
+			Name:     "builtin@" + host,
+			Labels:   []string{runtime.GOOS, runtime.GOARCH, "builtin"},
+			Capacity: s.cfg.Agents,
+			WorkDir:  filepath.Join(s.cfg.DataDir, "work"),
+		})
+		s.agents.Add(1)
+		go func() {
+			defer s.agents.Done()
+			a.Run(leaseCtx, jobCtx)
+		}()
+	}
+
+	mux := http.NewServeMux()
+	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log}).Register(mux)
+	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
+		Webhooks: map[string]forge.Webhook{
+			"github": github.Webhook(), "gitea": gitea.Webhook(), "forgejo": gitea.Webhook(),
+			"gitlab": gitlab.Webhook(), "bitbucket": bitbucket.Webhook(),
+		}}).Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /metrics", s.metrics.serve)
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: log and event streams last as long as a build.
+		ErrorLog: slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelWarn),
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.cfg.Log.LogAttrs(context.Background(), slog.LevelError, "http server", slog.Any("err", err))
+		}
+	}()
+	s.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "gantry server started", slog.String("addr", ln.Addr().String()),
+		slog.String("data", s.cfg.DataDir), slog.Int("agents", s.cfg.Agents))
+	return nil
+}
+
+// bootstrapToken creates the admin token when there is none.
+func (s *Server) bootstrapToken(ctx context.Context) error {
+	n, err := s.store.CountTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	secret := s.cfg.AdminToken
+	generated := secret == ""
+	if generated {
+		var b [24]byte
+		rand.Read(b[:])
+		secret = "gantry_" + hex.EncodeToString(b[:])
+	}
+	if err := s.store.CreateToken(ctx, &store.Token{Name: "admin", Hash: api.HashToken(secret), Admin: true}); err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	if generated {
+		fmt.Fprintf(s.cfg.Out, "Created the admin API token. It is shown only this once; store it now:\n\n    %s\n\n", secret)
+	}
+	return nil
+}
+
+// Stop drains, then cancels, then closes: no new job is leased, running jobs
+// may finish until ctx ends, then they are stopped and recorded as such. It
+// is safe to call more than once.
+func (s *Server) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		if s.store == nil {
+			return // never started
+		}
+		// Drain: no new leases; running jobs finish until ctx ends.
+		if s.cancelLeases != nil {
+			s.cancelLeases()
+			drained := make(chan struct{})
+			go func() {
+				s.agents.Wait()
+				close(drained)
+			}()
+			select {
+			case <-drained:
+			case <-ctx.Done():
+				s.cfg.Log.LogAttrs(context.Background(), slog.LevelWarn, "drain timed out; cancelling running jobs")
+				s.cancelJobs()
+				<-drained
+			}
+			s.cancelJobs()
+		}
+		// Then the HTTP server: requests in flight get a moment, streams
+		// (logs, events) are cut.
+		hctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		s.http.Shutdown(hctx)
+		cancel()
+		s.http.Close()
+		s.cancelBg()
+		s.bg.Wait()
+		s.stopErr = s.store.Close()
+	})
+	return s.stopErr
+}

@@ -1,0 +1,199 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/store"
+)
+
+// Lease hands the oldest queued job that fits labels to agent. Oldest is
+// by QueuedAt, or by the job's CreatedAt when QueuedAt is zero, then by ID.
+// The job becomes running with a new token, Attempt one higher and
+// LeaseExpires = now + ttl; nothing else in the job or its build changes
+// (the build becomes running when the agent reports that the job started).
+// The build is returned with its pipeline and jobs, without steps, and the
+// job is the one in b.Jobs. Lease does not wait for a job to be queued; it
+// only waits, like every write, for the write connection.
+func (s *Store) Lease(ctx context.Context, agent string, labels []string, ttl time.Duration) (*store.Build, *store.Job, error) {
+	var b *store.Build
+	var job *store.Job
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		// A job fits when none of its RunsOn labels is missing from labels.
+		// The literal status and the ORDER BY expression match the
+		// jobs_queue partial index.
+		var jobID int64
+		err := tx.QueryRowContext(ctx, `SELECT j.id FROM jobs AS j
+			WHERE j.status = 'queued'
+			AND NOT EXISTS (SELECT 1 FROM json_each(j.runs_on) AS need
+				WHERE need.value NOT IN (SELECT value FROM json_each(?)))
+			ORDER BY coalesce(j.queued_at, j.created_at), j.id
+			LIMIT 1`, labelsJSON(labels)).Scan(&jobID)
+		if err != nil {
+			return err
+		}
+		var token int64
+		if err := tx.QueryRowContext(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'lease_token' RETURNING value`).
+			Scan(&token); err != nil {
+			return err
+		}
+		var buildID int64
+		err = tx.QueryRowContext(ctx, `UPDATE jobs SET status = 'running', agent = ?, lease_token = ?, lease_expires = ?,
+				attempt = attempt + 1
+			WHERE id = ? RETURNING build_id`, agent, token, nanos(now().Add(ttl)), jobID).Scan(&buildID)
+		if err != nil {
+			return err
+		}
+		b, err = loadBuild(ctx, tx, buildID, false)
+		if err != nil {
+			return err
+		}
+		for _, j := range b.Jobs {
+			if j.ID == jobID {
+				job = j
+			}
+		}
+		if job == nil {
+			return fmt.Errorf("job %d vanished from build %d", jobID, buildID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("lease a job for %s: %w", agent, translate(err))
+	}
+	return b, job, nil
+}
+
+// Renew extends a lease to now + ttl. store.ErrStaleLease when the job is
+// not running under token, or does not exist any more (its repo was
+// deleted): either way the agent must stop. A lease that expired but that
+// nobody took away yet is renewed.
+func (s *Store) Renew(ctx context.Context, jobID, token int64, ttl time.Duration) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET lease_expires = ?
+			WHERE id = ? AND status = 'running' AND lease_token = ? AND lease_token > 0`,
+			nanos(now().Add(ttl)), jobID, token)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrStaleLease
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("renew lease %d of job %d: %w", token, jobID, translate(err))
+	}
+	return nil
+}
+
+// ExpiredLeases returns the IDs of builds that have a running job whose
+// lease expired before now, lowest first.
+func (s *Store) ExpiredLeases(ctx context.Context, now time.Time) ([]int64, error) {
+	// The query is kept to what the jobs_running partial index answers;
+	// sorting and de-duplicating the few IDs happens here.
+	rows, err := s.r.QueryContext(ctx, `SELECT build_id FROM jobs
+		WHERE status = 'running' AND lease_expires < ?`, now.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("expired leases: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("expired leases: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("expired leases: %w", err)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// AppendLogs stores chunks of one job under its lease, numbering them from
+// the job's last Seq + 1 in the order given, and sets each chunk's JobID
+// and Seq, and its CreatedAt when zero, once they are stored.
+// store.ErrStaleLease when the job is not running under token or does not
+// exist; then nothing is stored.
+func (s *Store) AppendLogs(ctx context.Context, jobID, token int64, chunks []*store.LogChunk) error {
+	created := now()
+	var last int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var ok bool
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM jobs WHERE id = ? AND status = 'running' AND lease_token = ? AND lease_token > 0`,
+			jobID, token).Scan(&ok)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrStaleLease
+		}
+		if err != nil {
+			return err
+		}
+		if len(chunks) == 0 {
+			return nil
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM logs WHERE job_id = ?`, jobID).Scan(&last); err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO logs (job_id, seq, step, data, created_at) VALUES (?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, c := range chunks {
+			at := c.CreatedAt
+			if at.IsZero() {
+				at = created
+			}
+			if _, err := stmt.ExecContext(ctx, jobID, last+1+int64(i), c.Step, blob(c.Data), nanos(at)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append logs of job %d: %w", jobID, translate(err))
+	}
+	for i, c := range chunks {
+		c.JobID, c.Seq = jobID, last+1+int64(i)
+		if c.CreatedAt.IsZero() {
+			c.CreatedAt = created
+		}
+	}
+	return nil
+}
+
+// Logs returns up to limit chunks of a job with Seq > after, in order; a
+// limit of 0 or less returns every one. A job without logs, or that does
+// not exist, has none.
+func (s *Store) Logs(ctx context.Context, jobID, after int64, limit int) ([]*store.LogChunk, error) {
+	if limit <= 0 {
+		limit = -1 // no limit, in SQLite
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT job_id, seq, step, data, created_at FROM logs
+		WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`, jobID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("logs of job %d: %w", jobID, err)
+	}
+	defer rows.Close()
+	var out []*store.LogChunk
+	for rows.Next() {
+		c := &store.LogChunk{}
+		if err := rows.Scan(&c.JobID, &c.Seq, &c.Step, &c.Data, ts(&c.CreatedAt)); err != nil {
+			return nil, fmt.Errorf("logs of job %d: %w", jobID, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("logs of job %d: %w", jobID, err)
+	}
+	return out, nil
+}

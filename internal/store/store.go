@@ -1,0 +1,232 @@
+// Package store is the storage seam of the Gantry server: repositories,
+// builds with their jobs and steps, logs, and API tokens. Implementations
+// (store/sqlite, later store/postgres) translate their errors into the
+// sentinels below at their edge and pass the conformance suite in
+// store/storetest.
+//
+// The store holds state and enforces the few invariants that must hold
+// under concurrency (one build per delivery, build numbers without gaps or
+// duplicates, one writer per job through its lease token); it makes no
+// decisions about what runs next: the server does, through Update.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors every implementation returns, wrapped with the operation.
+var (
+	// ErrNotFound: no such repo, build, job or token.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the object exists already (a repo name, a delivery ID).
+	ErrConflict = errors.New("already exists")
+	// ErrStaleLease: the caller's lease on a job was taken away (it expired,
+	// the job was cancelled or handed to another agent). Its writes are
+	// refused, so a job never has two writers.
+	ErrStaleLease = errors.New("lease is no longer held")
+)
+
+// Build and job statuses as stored. A job is "pending" while it waits for
+// jobs it needs, "queued" once it may be leased.
+const (
+	StatusPending   = "pending"
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
+	StatusSuccess   = "success"
+	StatusFailure   = "failure"
+	StatusError     = "error"
+	StatusCancelled = "cancelled"
+	StatusSkipped   = "skipped"
+)
+
+// Finished reports whether a build or job status is final.
+func Finished(status string) bool {
+	switch status {
+	case StatusSuccess, StatusFailure, StatusError, StatusCancelled, StatusSkipped:
+		return true
+	}
+	return false
+}
+
+// Repo is a repository the server builds.
+type Repo struct {
+	ID   int64
+	Name string // OWNER/NAME as the forge spells it
+	// CloneURL is what agents fetch from.
+	CloneURL string
+	// Forge is github, gitea, gitlab or bitbucket.
+	Forge         string
+	WebhookSecret string
+	// DefaultBranch is where scheduled builds run; "main" unless set.
+	DefaultBranch string
+	CreatedAt     time.Time
+}
+
+// Build is one run of a repository's pipeline for one commit.
+type Build struct {
+	ID     int64
+	RepoID int64
+	// Repo is the repository's name, filled in on reads.
+	Repo string
+	// Number counts the builds of one repository from 1, without gaps.
+	Number      int64
+	Status      string
+	Reason      string
+	Event       string // push, tag, pull_request, schedule, manual
+	Branch      string
+	Tag         string
+	Commit      string
+	BaseBranch  string
+	PullRequest int
+	Title       string
+	Author      string
+	Message     string
+	// DeliveryID is the forge's delivery ID; a second build with the same
+	// one for the same repo is refused (ErrConflict).
+	DeliveryID string
+	// Pipeline is the pipeline file the build runs, as read from its commit.
+	Pipeline []byte
+	// RetryOf is the build this one retries, or 0.
+	RetryOf    int64
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until a job starts
+	FinishedAt time.Time // zero until the build is finished
+	// Jobs are in plan order.
+	Jobs []*Job
+}
+
+// Job is one job of a build.
+type Job struct {
+	ID       int64
+	BuildID  int64
+	Name     string
+	Position int // index in the build's plan
+	Status   string
+	Reason   string
+	ExitCode int // of the step that decided the job; -1 when none did
+	RunsOn   []string
+	// Agent, LeaseToken and LeaseExpires describe the lease while the job
+	// runs. LeaseToken increases with every lease of any job, so a token
+	// names one lease for ever (a fencing token).
+	Agent        string
+	LeaseToken   int64
+	LeaseExpires time.Time
+	// Attempt counts the leases of this job: 1 for the first.
+	Attempt    int
+	CreatedAt  time.Time
+	QueuedAt   time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Steps      []*Step
+}
+
+// Step is one step of a job, as far as it has run.
+type Step struct {
+	Index      int
+	Name       string
+	Status     string
+	Reason     string
+	ExitCode   int
+	Attempts   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// LogChunk is a piece of a job's output: whole lines, already masked.
+type LogChunk struct {
+	JobID int64
+	// Seq orders a job's chunks; the store assigns it, from 1.
+	Seq       int64
+	Step      int
+	Data      []byte
+	CreatedAt time.Time
+}
+
+// Token is an API token; only a hash of its secret is stored.
+type Token struct {
+	ID        int64
+	Name      string
+	Hash      []byte
+	Admin     bool
+	CreatedAt time.Time
+}
+
+// BuildFilter selects builds; empty fields select everything.
+type BuildFilter struct {
+	Repo   string
+	Branch string
+	Status string
+	// Limit caps the number returned; 0 means 50.
+	Limit int
+}
+
+// Store is the server's state. Every method is safe for concurrent use.
+type Store interface {
+	// CreateRepo stores r and sets r.ID and r.CreatedAt. ErrConflict when
+	// the name is taken.
+	CreateRepo(ctx context.Context, r *Repo) error
+	// Repo returns the repo of that name, or ErrNotFound.
+	Repo(ctx context.Context, name string) (*Repo, error)
+	// Repos returns every repo, by name.
+	Repos(ctx context.Context) ([]*Repo, error)
+	// DeleteRepo removes a repo with its builds, jobs and logs.
+	DeleteRepo(ctx context.Context, name string) error
+
+	// CreateBuild stores b and its jobs in one transaction, giving b the
+	// next number of its repo and setting the IDs and CreatedAt of b and
+	// its jobs. When b.DeliveryID is not empty and a build of the same repo
+	// has it already, nothing is stored: it returns ErrConflict and sets
+	// b.ID to the existing build's ID.
+	CreateBuild(ctx context.Context, b *Build) error
+	// Build returns a build with its jobs and their steps.
+	Build(ctx context.Context, id int64) (*Build, error)
+	// Builds returns the builds that match f, newest first, with their
+	// jobs but without steps or pipeline.
+	Builds(ctx context.Context, f BuildFilter) ([]*Build, error)
+	// BuildIDs returns the IDs of builds in any of these statuses, oldest
+	// first.
+	BuildIDs(ctx context.Context, statuses ...string) ([]int64, error)
+
+	// Update runs fn on the build with its jobs and steps inside one
+	// transaction that no other Update or Lease of the same build can
+	// interleave with, then writes back whatever fn changed in the build,
+	// its jobs and their steps (fn may append steps to a job, but must not
+	// add or remove jobs). When fn
+	// returns an error nothing is written and Update returns it.
+	Update(ctx context.Context, buildID int64, fn func(b *Build) error) error
+
+	// Lease hands the oldest queued job whose RunsOn labels are all in
+	// labels to agent: it becomes running with a new LeaseToken, an
+	// Attempt one higher, and LeaseExpires = now + ttl. It returns the job
+	// and its build (with jobs, without steps), or ErrNotFound when no job
+	// fits. It never waits.
+	Lease(ctx context.Context, agent string, labels []string, ttl time.Duration) (*Build, *Job, error)
+	// Renew extends a lease to now + ttl; ErrStaleLease when the job is no
+	// longer running under that token.
+	Renew(ctx context.Context, jobID, token int64, ttl time.Duration) error
+	// ExpiredLeases returns the IDs of builds that have a running job whose
+	// lease expired before now.
+	ExpiredLeases(ctx context.Context, now time.Time) ([]int64, error)
+
+	// AppendLogs stores chunks of one job under its lease: ErrStaleLease
+	// when the job is not running under token. It assigns each chunk's Seq.
+	AppendLogs(ctx context.Context, jobID, token int64, chunks []*LogChunk) error
+	// Logs returns up to limit chunks of a job with Seq > after, in order.
+	Logs(ctx context.Context, jobID, after int64, limit int) ([]*LogChunk, error)
+
+	// CreateToken stores t and sets t.ID and t.CreatedAt; ErrConflict
+	// when its hash exists.
+	CreateToken(ctx context.Context, t *Token) error
+	// TokenByHash returns the token with that hash, or ErrNotFound.
+	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
+	// CountTokens returns how many tokens exist.
+	CountTokens(ctx context.Context) (int, error)
+
+	// CountBuilds returns the number of builds in each status.
+	CountBuilds(ctx context.Context) (map[string]int, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
