@@ -537,7 +537,7 @@ jobs:
 // one answered 2xx, exactly one build per distinct delivery, none lost.
 func TestServerDeliveryStorm(t *testing.T) {
 	t.Parallel()
-	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {ok: {steps: [\"true\"]}}\n"})
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "concurrency: parallel\njobs: {ok: {steps: [\"true\"]}}\n"})
 	s := startServer(t, t.TempDir())
 	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
 		t.Fatal(errOut)
@@ -656,5 +656,75 @@ jobs:
 	lines, _ := s.client().Logs(context.Background(), b.ID, "stable")
 	if len(lines) != 0 {
 		t.Errorf("stable ran again in the retry: %+v", lines)
+	}
+}
+
+// prDelivery is a signed GitHub pull_request event for head commit sha of
+// branch into main.
+func prDelivery(t *testing.T, repo, action string, number int, branch, sha, id, secret string) delivery {
+	t.Helper()
+	doc := fixture(t, "github/pull_request_opened.json")
+	set(doc, "action", action)
+	set(doc, "number", float64(number))
+	set(doc, "repository.full_name", repo)
+	set(doc, "pull_request.number", float64(number))
+	set(doc, "pull_request.head.sha", sha)
+	set(doc, "pull_request.head.ref", branch)
+	set(doc, "pull_request.head.repo.full_name", repo)
+	set(doc, "pull_request.base.ref", "main")
+	set(doc, "pull_request.base.repo.full_name", repo)
+	body, _ := json.Marshal(doc)
+	return delivery{forge: "github", body: body, headers: map[string]string{
+		"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": id,
+		"X-Hub-Signature-256": "sha256=" + hmacHex(secret, body)}}
+}
+
+// Pushes to one branch queue behind each other; a new commit of a pull
+// request cancels the build of the one before.
+func TestServerConcurrency(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {slow: {steps: [\"sleep 0.4\"]}}\n"})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	var ids []int64
+	for i := 0; i < 3; i++ {
+		a := s.send(pushDelivery(t, "github", "acme/app", "main", sha, fmt.Sprintf("q%d", i), "k"))
+		if a.status != http.StatusCreated {
+			t.Fatalf("push %d = %d %+v", i, a.status, a.body)
+		}
+		ids = append(ids, a.body.Builds[0].ID)
+		if i > 0 && a.body.Builds[0].Reason != "waiting for build #1 to finish (concurrency: queue)" {
+			t.Errorf("build %d reason = %q, want it to wait for build #1", i+1, a.body.Builds[0].Reason)
+		}
+	}
+	var prev *api.Build
+	for _, id := range ids {
+		b := s.waitBuild(id, 20*time.Second)
+		if b.Status != "success" {
+			t.Errorf("build %d = %s %q, want success", b.Number, b.Status, b.Reason)
+		}
+		if prev != nil && b.StartedAt.Before(*prev.FinishedAt) {
+			t.Errorf("build #%d started at %v, before build #%d finished at %v", b.Number, b.StartedAt, prev.Number, prev.FinishedAt)
+		}
+		prev = b
+	}
+
+	prSHA := commit(t, repoDir, map[string]string{"feature.txt": "x"})
+	first := s.send(prDelivery(t, "acme/app", "opened", 7, "feature", prSHA, "pr-1", "k"))
+	if first.status != http.StatusCreated {
+		t.Fatalf("pull request opened = %d %+v", first.status, first.body)
+	}
+	second := s.send(prDelivery(t, "acme/app", "synchronize", 7, "feature", prSHA, "pr-2", "k"))
+	if second.status != http.StatusCreated {
+		t.Fatalf("pull request synchronize = %d %+v", second.status, second.body)
+	}
+	b1 := s.waitBuild(first.body.Builds[0].ID, 10*time.Second)
+	if b1.Status != "cancelled" || b1.Reason != fmt.Sprintf("superseded by build #%d", second.body.Builds[0].Number) {
+		t.Errorf("older pull request build = %s %q, want cancelled, superseded", b1.Status, b1.Reason)
+	}
+	if b2 := s.waitBuild(second.body.Builds[0].ID, 10*time.Second); b2.Status != "success" || b2.Event != "pull_request" || b2.PullRequest != 7 {
+		t.Errorf("newer pull request build = %s %s #%d, want success", b2.Status, b2.Event, b2.PullRequest)
 	}
 }

@@ -74,13 +74,41 @@ func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *s
 		PullRequest: t.PullRequest, Title: t.Title, Author: t.Author, Message: t.Message,
 		DeliveryID: t.DeliveryID,
 	}
-	s.prepare(ctx, repo, t, b)
+	p := s.prepare(ctx, repo, t, b)
+	var older []*store.Build
+	mode := spec.ConcurrencyParallel
+	if p != nil && !store.Finished(b.Status) {
+		mode = p.ConcurrencyMode(b.Event)
+		if mode != spec.ConcurrencyParallel {
+			if older, err = s.unfinished(ctx, b); err != nil {
+				return nil, false, err
+			}
+		}
+		if mode == spec.ConcurrencyQueue && len(older) > 0 {
+			block(b, older[0])
+		}
+	}
 	if err := s.store.CreateBuild(ctx, b); err != nil {
 		if errors.Is(err, store.ErrConflict) && b.ID != 0 {
 			existing, err := s.store.Build(ctx, b.ID)
 			return existing, false, err
 		}
 		return nil, false, fmt.Errorf("create build of %s: %w", repo.Name, err)
+	}
+	switch {
+	case mode == spec.ConcurrencyCancel:
+		for _, o := range older {
+			if _, err := s.Cancel(ctx, o.ID, fmt.Sprintf("superseded by build #%d", b.Number)); err != nil {
+				s.log.LogAttrs(ctx, slog.LevelWarn, "cancel superseded build", slog.Int64("build", o.ID), slog.Any("err", err))
+			}
+		}
+	case blocked(b):
+		// The build it waits for may have finished before this one was
+		// stored, and so never released it: look again now.
+		s.release(ctx, b)
+		if nb, err := s.store.Build(ctx, b.ID); err == nil {
+			b = nb
+		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "build created", slog.String("repo", repo.Name), slog.Int64("build", b.ID),
 		slog.Int64("number", b.Number), slog.String("status", b.Status), slog.String("event", b.Event), slog.String("commit", b.Commit))
@@ -89,8 +117,8 @@ func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *s
 }
 
 // prepare fills in b's pipeline, jobs and first decisions, or its reason
-// for not running.
-func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *store.Build) {
+// for not running; it returns the parsed pipeline when there is one.
+func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *store.Build) *spec.Pipeline {
 	finish := func(status, reason string) {
 		b.Status, b.Reason = status, reason
 		b.FinishedAt = time.Now()
@@ -98,22 +126,22 @@ func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *s
 	m := s.mirrors.Get(repo.Name, repo.CloneURL)
 	if err := m.Fetch(ctx, t.Commit); err != nil {
 		finish(store.StatusError, err.Error())
-		return
+		return nil
 	}
 	data, err := m.ReadFile(ctx, t.Commit, PipelineFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		finish(store.StatusSkipped, fmt.Sprintf("no %s at commit %s", PipelineFile, short(t.Commit)))
-		return
+		return nil
 	}
 	if err != nil {
 		finish(store.StatusError, err.Error())
-		return
+		return nil
 	}
 	b.Pipeline = data
 	p, err := spec.Parse(PipelineFile, data)
 	if err != nil {
 		finish(store.StatusError, "invalid pipeline file:\n"+err.Error())
-		return
+		return nil
 	}
 	pt := t.Trigger
 	if pt.ChangedPaths == nil && t.Before != "" && t.Event == plan.EventPush {
@@ -123,13 +151,14 @@ func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *s
 	}
 	if ok, why := plan.Match(p.On, pt); !ok {
 		finish(store.StatusSkipped, why)
-		return
+		return p
 	}
 	pl := plan.New(p, pt)
 	for i, j := range pl.Jobs {
 		b.Jobs = append(b.Jobs, &store.Job{Name: j.Name, Position: i, Status: store.StatusPending, RunsOn: j.RunsOn, ExitCode: -1})
 	}
 	advance(b, pl, time.Now())
+	return p
 }
 
 func short(sha string) string {
@@ -485,8 +514,13 @@ func (s *Service) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
+	var waiting []*store.Build
 	for _, id := range ids {
 		err := s.update(ctx, id, func(b *store.Build) error {
+			if blocked(b) {
+				waiting = append(waiting, b)
+				return nil
+			}
 			now := time.Now()
 			for _, j := range b.Jobs {
 				if j.Status == store.StatusRunning {
@@ -505,7 +539,97 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover build %d: %w", id, err)
 		}
 	}
+	// Builds that waited for one that finished while the server was down.
+	for _, b := range waiting {
+		s.release(ctx, b)
+	}
 	return nil
+}
+
+// concurrencyKey groups the builds that concurrency rules apply to: those
+// of one pull request, one tag, or one branch.
+func concurrencyKey(b *store.Build) string {
+	switch {
+	case b.Event == plan.EventPullRequest:
+		return fmt.Sprintf("pr:%d", b.PullRequest)
+	case b.Tag != "":
+		return "tag:" + b.Tag
+	}
+	return "branch:" + b.Branch
+}
+
+// unfinished returns the unfinished builds older than b with its
+// concurrency key, oldest first.
+func (s *Service) unfinished(ctx context.Context, b *store.Build) ([]*store.Build, error) {
+	builds, err := s.store.Builds(ctx, store.BuildFilter{Repo: b.Repo, Branch: b.Branch, Limit: 1000})
+	if err != nil {
+		return nil, fmt.Errorf("concurrency of build of %s: %w", b.Repo, err)
+	}
+	key := concurrencyKey(b)
+	var out []*store.Build
+	for i := len(builds) - 1; i >= 0; i-- {
+		o := builds[i]
+		if (b.ID == 0 || o.ID < b.ID) && !store.Finished(o.Status) && concurrencyKey(o) == key {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// block holds every job of b until the builds before it finish.
+func block(b *store.Build, first *store.Build) {
+	for _, j := range b.Jobs {
+		j.Status, j.Reason, j.QueuedAt, j.FinishedAt = store.StatusPending, fmt.Sprintf("waiting for build #%d", first.Number), time.Time{}, time.Time{}
+	}
+	b.Status, b.Reason = store.StatusQueued, fmt.Sprintf("waiting for build #%d to finish (concurrency: queue)", first.Number)
+}
+
+// blocked reports whether b waits for builds before it: queued with every
+// job pending. (A build that may run has at least one job decided.)
+func blocked(b *store.Build) bool {
+	if b.Status != store.StatusQueued || len(b.Jobs) == 0 {
+		return false
+	}
+	for _, j := range b.Jobs {
+		if j.Status != store.StatusPending {
+			return false
+		}
+	}
+	return true
+}
+
+// release lets the oldest build that waits behind done go, if nothing
+// else unfinished stands before it.
+func (s *Service) release(ctx context.Context, done *store.Build) {
+	builds, err := s.store.Builds(ctx, store.BuildFilter{Repo: done.Repo, Branch: done.Branch, Status: store.StatusQueued, Limit: 1000})
+	if err != nil {
+		return
+	}
+	key := concurrencyKey(done)
+	for i := len(builds) - 1; i >= 0; i-- {
+		w := builds[i]
+		if concurrencyKey(w) != key || !blocked(w) {
+			continue
+		}
+		before, err := s.unfinished(ctx, w)
+		if err != nil {
+			return
+		}
+		if len(before) > 0 {
+			return // the oldest waiting build still waits
+		}
+		s.update(ctx, w.ID, func(b *store.Build) error {
+			if !blocked(b) {
+				return nil
+			}
+			b.Reason = ""
+			for _, j := range b.Jobs {
+				j.Reason = ""
+			}
+			return s.advanceStored(b, time.Now())
+		})
+		return
+	}
 }
 
 func (s *Service) update(ctx context.Context, buildID int64, fn func(*store.Build) error) error {
@@ -521,5 +645,8 @@ func (s *Service) update(ctx context.Context, buildID int64, fn func(*store.Buil
 		return err
 	}
 	s.changed(changed)
+	if store.Finished(changed.Status) {
+		s.release(ctx, changed)
+	}
 	return nil
 }

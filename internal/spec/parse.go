@@ -28,7 +28,8 @@ const maxNodes = 200_000
 // Unknown keys are errors with a "did you mean" hint; the JSON Schema test
 // checks the schema against this table.
 var Keys = map[string][]string{
-	"pipeline":     {"on", "env", "jobs", "environments"},
+	"pipeline":     {"on", "env", "concurrency", "jobs", "environments"},
+	"concurrency":  {"push", "pull_request", "tag", "schedule", "manual"},
 	"on":           {"push", "pull_request", "schedule"},
 	"push":         {"branches", "branches-ignore", "tags", "paths", "paths-ignore"},
 	"pull_request": {"branches", "branches-ignore", "paths", "paths-ignore"},
@@ -498,6 +499,8 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 			pl.Jobs = p.jobs(v)
 		case "environments":
 			pl.Environments = p.environments(v)
+		case "concurrency":
+			pl.Concurrency = p.concurrency(v)
 		}
 	})
 	if !ok {
@@ -509,6 +512,30 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 	p.checkNeeds(pl)
 	p.checkEnvironments(pl)
 	return pl
+}
+
+// concurrency reads `concurrency: MODE` (every event) or a mapping of
+// event to mode.
+func (p *parser) concurrency(n *yaml.Node) map[string]string {
+	out := map[string]string{}
+	mode := func(n *yaml.Node, what string) string {
+		s, ok := p.scalar(n, what)
+		if ok && !slices.Contains(ConcurrencyModes, s) {
+			p.errorf(n, "%s: unknown mode %q%s", what, s, suggest(s, ConcurrencyModes))
+		}
+		return s
+	}
+	if n.Kind == yaml.ScalarNode {
+		m := mode(n, "concurrency")
+		for _, ev := range Keys["concurrency"] {
+			out[ev] = m
+		}
+		return out
+	}
+	p.mapping(n, "concurrency", "concurrency", func(key string, k, v *yaml.Node) {
+		out[key] = mode(v, "concurrency."+key)
+	})
+	return out
 }
 
 func (p *parser) triggers(n *yaml.Node) Triggers {

@@ -614,7 +614,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown top-level key far from any",
 			src:  "variables: {}\njobs: {a: {steps: [x]}}\n",
-			want: []string{`p.yml:1:1: pipeline: unknown key "variables" (known: on, env, jobs, environments)`},
+			want: []string{`p.yml:1:1: pipeline: unknown key "variables" (known: on, env, concurrency, jobs, environments)`},
 		},
 
 		// Malformed YAML.

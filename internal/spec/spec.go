@@ -16,10 +16,40 @@ import (
 type Pipeline struct {
 	On  Triggers
 	Env map[string]string
+	// Concurrency maps an event (push, pull_request, tag, schedule, manual)
+	// to what a new build does to the unfinished builds of the same branch
+	// (or pull request): see ConcurrencyMode.
+	Concurrency map[string]string
 	// Jobs are in the order the file lists them.
 	Jobs []*Job
 	// Environments are in the order the file lists them.
 	Environments []*Environment
+}
+
+// Concurrency modes: what a new build does to the unfinished builds of the
+// same branch, or of the same pull request.
+const (
+	// ConcurrencyCancel cancels them: only the newest commit matters.
+	ConcurrencyCancel = "cancel"
+	// ConcurrencyQueue waits until they have finished.
+	ConcurrencyQueue = "queue"
+	// ConcurrencyParallel runs beside them.
+	ConcurrencyParallel = "parallel"
+)
+
+// ConcurrencyModes lists the modes `concurrency:` accepts.
+var ConcurrencyModes = []string{ConcurrencyCancel, ConcurrencyQueue, ConcurrencyParallel}
+
+// ConcurrencyMode is the mode for builds started by event: as the file
+// says, or by default cancel for pull requests and queue for the rest.
+func (p *Pipeline) ConcurrencyMode(event string) string {
+	if m := p.Concurrency[event]; m != "" {
+		return m
+	}
+	if event == "pull_request" {
+		return ConcurrencyCancel
+	}
+	return ConcurrencyQueue
 }
 
 // Job returns the job called name, or nil.
