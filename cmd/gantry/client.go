@@ -382,7 +382,9 @@ func cancelCmd(args []string, stdout, stderr io.Writer) int {
 
 func retryCmd(args []string, stdout, stderr io.Writer) int {
 	return buildAction("retry", "retry ID [--failed]", "Starts a new build of the same commit and pipeline.", args, stdout, stderr,
-		func(c *api.Client, id int64, failed bool) (*api.Build, error) { return c.Retry(context.Background(), id, failed) })
+		func(c *api.Client, id int64, failed bool) (*api.Build, error) {
+			return c.Retry(context.Background(), id, failed)
+		})
 }
 
 func buildAction(name, synopsis, about string, args []string, stdout, stderr io.Writer, do func(*api.Client, int64, bool) (*api.Build, error)) int {
