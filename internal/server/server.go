@@ -192,10 +192,14 @@ func (s *Server) Start(ctx context.Context) error {
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	s.cancelBg = cancelBg
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
 		dispatcher.Run(bg)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.schedule(bg)
 	}()
 
 	if s.cfg.Agents > 0 {
@@ -247,6 +251,26 @@ func (s *Server) Start(ctx context.Context) error {
 	s.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "gantry server started", slog.String("addr", ln.Addr().String()),
 		slog.String("data", s.cfg.DataDir), slog.Int("agents", s.cfg.Agents))
 	return nil
+}
+
+// schedule starts the builds of `on: schedule` crons, looking once a
+// minute, just after the minute turns. Firings missed while the server was
+// down are not made up.
+func (s *Server) schedule(ctx context.Context) {
+	last := time.Now()
+	for {
+		next := last.Truncate(time.Minute).Add(time.Minute + time.Second)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		now := time.Now()
+		if err := s.builds.Scheduled(ctx, last, now); err != nil && ctx.Err() == nil {
+			s.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "scheduled builds", slog.Any("err", err))
+		}
+		last = now
+	}
 }
 
 // bootstrapToken creates the admin token when there is none.
