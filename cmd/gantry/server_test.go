@@ -728,3 +728,87 @@ func TestServerConcurrency(t *testing.T) {
 		t.Errorf("newer pull request build = %s %s #%d, want success", b2.Status, b2.Event, b2.PullRequest)
 	}
 }
+
+func TestServerEventsAndMetrics(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {ok: {steps: [\"echo ok\"]}}\n"})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	// Subscribe to build state changes before anything happens.
+	req, _ := http.NewRequest("GET", s.url+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /api/v1/events = %v %v", resp, err)
+	}
+	seen := make(chan string, 100)
+	go func() {
+		defer resp.Body.Close()
+		buf := make([]byte, 64<<10)
+		var acc string
+		for {
+			n, err := resp.Body.Read(buf)
+			acc += string(buf[:n])
+			for {
+				i := strings.Index(acc, "\n\n")
+				if i < 0 {
+					break
+				}
+				seen <- acc[:i]
+				acc = acc[i+2:]
+			}
+			if err != nil {
+				close(seen)
+				return
+			}
+		}
+	}()
+	a := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "e1", "k"))
+	id := a.body.Builds[0].ID
+	deadline := time.After(15 * time.Second)
+	var statuses []string
+wait:
+	for {
+		select {
+		case ev, ok := <-seen:
+			if !ok {
+				t.Fatal("event stream ended")
+			}
+			data, found := strings.CutPrefix(ev[strings.Index(ev, "data: "):], "data: ")
+			var b api.Build
+			if !strings.HasPrefix(ev, "event: build\n") || !found || json.Unmarshal([]byte(data), &b) != nil || b.ID != id {
+				continue
+			}
+			statuses = append(statuses, b.Status)
+			if b.Status == "success" {
+				break wait
+			}
+		case <-deadline:
+			t.Fatalf("no success event for build %d; saw %v", id, statuses)
+		}
+	}
+	if statuses[0] != "queued" {
+		t.Errorf("first event status = %s, want queued (saw %v)", statuses[0], statuses)
+	}
+
+	resp, err = http.Get(s.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`gantry_builds{status="success"} 1`,
+		`gantry_webhooks_total{forge="github",outcome="build"} 1`,
+		`gantry_queue_depth 0`,
+		`gantry_build_duration_seconds_count 1`,
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+}
