@@ -64,8 +64,17 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 100, "measured `rounds` of every measure (after one warm-up round)")
 	outFile := fs.String("out", "", "write the markdown table to `file` instead of standard output")
 	gantryBin := fs.String("gantry", "", "measure this gantry `binary` instead of building ./cmd/gantry")
+	serverMode := fs.Bool("server", false, "measure `gantry server` instead: webhook to first step (-n rounds, default 200), sustained builds/s, memory")
+	warmup := fs.Int("warmup", 5, "with -server: unmeasured latency `rounds` first (at least 1)")
+	builds := fs.Int("builds", 400, "with -server: `deliveries` of the throughput run")
+	concurrency := fs.Int("concurrency", 16, "with -server: deliveries in flight at once in the throughput run (`N`)")
+	agents := fs.Int("agents", 0, "with -server: the server's --agents (`N`; 0: its default, one per CPU)")
+	cpus := fs.String("cpus", "", "with -server: run the server under taskset -c `LIST` (e.g. 0-1)")
+	settle := fs.Duration("settle", 2*time.Second, "with -server: idle `time` before memory is read")
+	dataDir := fs.String("data", "", "with -server: make the server's data directory under `dir` (default: the temporary directory)")
+	logLevel := fs.String("log-level", "info", "with -server: the server's --log-level (`level`)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures gantry run's fixed cost, per-step cost, log throughput and peak\nmemory against plain-shell baselines, and prints a markdown table.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n       go run ./bench -server [flags]\n\nMeasures gantry run's fixed cost, per-step cost, log throughput and peak\nmemory against plain-shell baselines, and prints a markdown table.\nWith -server: gantry server's webhook-to-first-step latency, sustained\nbuilds per second and idle and peak memory.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +83,12 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if *n < 1 || fs.NArg() > 0 {
+	nSet := false
+	fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+	if *serverMode && !nSet {
+		*n = 200
+	}
+	if *n < 1 || fs.NArg() > 0 || *warmup < 1 || *builds < 1 || *concurrency < 1 || *agents < 0 {
 		fs.Usage()
 		return 2
 	}
@@ -97,6 +111,11 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	} else if bin, err = filepath.Abs(bin); err != nil {
 		progress("%v", err)
 		return 1
+	}
+	if *serverMode {
+		cfg := serverConfig{rounds: *n, warmup: *warmup, builds: *builds, concurrency: *concurrency,
+			agents: *agents, cpus: *cpus, settle: *settle, dataDir: *dataDir, logLevel: *logLevel}
+		return serverBenchMain(tmp, bin, rev, cfg, "go run ./bench "+strings.Join(args, " "), *outFile, stdout, progress)
 	}
 	h, err := newHarness(tmp, bin)
 	if err != nil {
