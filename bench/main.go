@@ -73,6 +73,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	settle := fs.Duration("settle", 2*time.Second, "with -server: idle `time` before memory is read")
 	dataDir := fs.String("data", "", "with -server: make the server's data directory under `dir` (default: the temporary directory)")
 	logLevel := fs.String("log-level", "info", "with -server: the server's --log-level (`level`)")
+	serverLog := fs.String("server-log", "", "with -server: keep the server's standard output and error in `file`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n       go run ./bench -server [flags]\n\nMeasures gantry run's fixed cost, per-step cost, log throughput and peak\nmemory against plain-shell baselines, and prints a markdown table.\nWith -server: gantry server's webhook-to-first-step latency, sustained\nbuilds per second and idle and peak memory.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -114,7 +115,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if *serverMode {
 		cfg := serverConfig{rounds: *n, warmup: *warmup, builds: *builds, concurrency: *concurrency,
-			agents: *agents, cpus: *cpus, settle: *settle, dataDir: *dataDir, logLevel: *logLevel}
+			agents: *agents, cpus: *cpus, settle: *settle, dataDir: *dataDir, logLevel: *logLevel, logPath: *serverLog}
 		return serverBenchMain(tmp, bin, rev, cfg, "go run ./bench "+strings.Join(args, " "), *outFile, stdout, progress)
 	}
 	h, err := newHarness(tmp, bin)

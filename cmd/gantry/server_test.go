@@ -795,12 +795,12 @@ wait:
 		t.Errorf("first event status = %s, want queued (saw %v)", statuses[0], statuses)
 	}
 
-	resp, err = http.Get(s.url + "/metrics")
+	mresp, err := http.Get(s.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
 	for _, want := range []string{
 		`gantry_builds{status="success"} 1`,
 		`gantry_webhooks_total{forge="github",outcome="build"} 1`,
