@@ -13,9 +13,16 @@
 //   - peak memory: the largest max RSS of `gantry run` on the 100-step
 //     pipeline; at most 20 MiB. It is shown for the 1M-line pipeline too.
 //
+// With -server it measures `gantry server` instead (see server.go): a
+// signed GitHub push webhook to the first step running, for a known and for
+// a new commit (median at most 20 ms), sustained one-step builds per second
+// (at least 20) and the server's idle and peak memory (idle VmRSS at most
+// 40 MiB).
+//
 // Usage, from the top of the module:
 //
 //	go run ./bench [-n 100] [-out FILE] [-gantry PATH]
+//	go run ./bench -server [-n 200] [-builds 400] [-concurrency 16] [-agents N] [-cpus LIST] [-server-log FILE]
 //
 // It builds gantry (unless -gantry names a binary), makes a git repository
 // in a temporary directory holding the pipelines, and then runs -n rounds
@@ -74,6 +81,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data", "", "with -server: make the server's data directory under `dir` (default: the temporary directory)")
 	logLevel := fs.String("log-level", "info", "with -server: the server's --log-level (`level`)")
 	serverLog := fs.String("server-log", "", "with -server: keep the server's standard output and error in `file`")
+	samples := fs.String("samples", "", "with -server: write every latency sample to `file` as CSV")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n       go run ./bench -server [flags]\n\nMeasures gantry run's fixed cost, per-step cost, log throughput and peak\nmemory against plain-shell baselines, and prints a markdown table.\nWith -server: gantry server's webhook-to-first-step latency, sustained\nbuilds per second and idle and peak memory.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -115,7 +123,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	}
 	if *serverMode {
 		cfg := serverConfig{rounds: *n, warmup: *warmup, builds: *builds, concurrency: *concurrency,
-			agents: *agents, cpus: *cpus, settle: *settle, dataDir: *dataDir, logLevel: *logLevel, logPath: *serverLog}
+			agents: *agents, cpus: *cpus, settle: *settle, dataDir: *dataDir, logLevel: *logLevel, logPath: *serverLog, samplesPath: *samples}
 		return serverBenchMain(tmp, bin, rev, cfg, "go run ./bench "+strings.Join(args, " "), *outFile, stdout, progress)
 	}
 	h, err := newHarness(tmp, bin)

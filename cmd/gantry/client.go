@@ -91,6 +91,9 @@ func repoCmd(args []string, stdout, stderr io.Writer) int {
 	sub, args := args[0], args[1:]
 	ctx := context.Background()
 	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, "usage: "+usage+"\n\nRun 'gantry repo add --help' (or list, rm) for a subcommand's flags.")
+		return exitOK
 	case "add":
 		fs := newFlagSet("repo add", "repo add OWNER/NAME --url GIT_URL --webhook-secret SECRET [--forge F]",
 			"Registers a repository. Point the forge's webhook at SERVER/hooks/FORGE with the same secret.", stdout, stderr)

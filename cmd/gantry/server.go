@@ -25,7 +25,10 @@ otherwise a generated one, printed once. Only its hash is stored.
 SIGTERM or Ctrl-C drains: no new job starts, running jobs may finish for
 --drain-timeout, then they are stopped. A second signal stops them at once.
 After a crash (kill -9), the next start ends the jobs that were running as
-error "server restarted"; queued builds still run.`
+error "server restarted"; queued builds still run.
+
+Pull requests from forks are recorded as skipped unless --build-forks is
+given: the built-in agent runs steps on this host as this user.`
 
 func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("server", "server [flags]", serverAbout, stdout, stderr)
@@ -35,6 +38,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	agents := fs.Int("agents", runtime.NumCPU(), "built-in agent slots: jobs run at once on this machine (`N`; 0: none)")
 	drain := fs.Duration("drain-timeout", time.Minute, "on SIGTERM, how long running jobs may finish before they are stopped")
 	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "a job whose agent stops heartbeating for this long is handed to another agent or fails")
+	buildForks := fs.Bool("build-forks", false, "build pull requests from forks: their pipeline, a stranger's code, runs on this server's agents")
 	logFormat := fs.String("log-format", "text", "log `format` on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if code, done := parseFlags(fs, args, stdout); done {
@@ -63,7 +67,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
-		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL,
+		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, BuildForks: *buildForks,
 		Log: log, Out: stdout,
 	})
 	if err != nil {

@@ -113,7 +113,8 @@ func (c *Client) DeleteRepo(ctx context.Context, name string) error {
 // Trigger starts a manual build.
 func (c *Client) Trigger(ctx context.Context, repo string, t Trigger) (*Build, error) {
 	var out Build
-	return &out, c.do(ctx, "POST", "/api/v1/repos/"+repo+"/builds", t, &out)
+	t.Repo = repo
+	return &out, c.do(ctx, "POST", "/api/v1/builds", t, &out)
 }
 
 // Builds lists builds, newest first.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -61,8 +62,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	}
 	route("GET /api/v1/repos", h.listRepos)
 	route("POST /api/v1/repos", h.addRepo)
-	route("DELETE /api/v1/repos/{owner}/{name}", h.deleteRepo)
-	route("POST /api/v1/repos/{owner}/{name}/builds", h.trigger)
+	route("DELETE /api/v1/repos/{repo...}", h.deleteRepo)
+	route("POST /api/v1/builds", h.trigger)
 	route("GET /api/v1/builds", h.listBuilds)
 	route("GET /api/v1/builds/{id}", h.getBuild)
 	route("POST /api/v1/builds/{id}/cancel", h.cancel)
@@ -104,8 +105,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status, msg = http.StatusUnauthorized, err.Error()
 	case errors.Is(err, store.ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, store.ErrConflict), errors.Is(err, build.ErrNotFinished):
+	case errors.Is(err, build.ErrNotFinished):
 		status, msg = http.StatusConflict, err.Error()
+	case errors.Is(err, store.ErrConflict):
+		// The store's message may carry the driver's words.
+		status, msg = http.StatusConflict, "already exists"
 	}
 	id := fmt.Sprintf("%d-%d", time.Now().Unix(), seq.Add(1))
 	level := slog.LevelInfo
@@ -219,12 +223,8 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	return WriteJSON(w, http.StatusCreated, RepoOf(rp))
 }
 
-func repoName(r *http.Request) string {
-	return r.PathValue("owner") + "/" + r.PathValue("name")
-}
-
 func (h *Handler) deleteRepo(w http.ResponseWriter, r *http.Request) error {
-	if err := h.Store.DeleteRepo(r.Context(), repoName(r)); err != nil {
+	if err := h.Store.DeleteRepo(r.Context(), r.PathValue("repo")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -236,7 +236,10 @@ func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	repo, err := h.Store.Repo(r.Context(), repoName(r))
+	if in.Repo == "" {
+		return badRequestf("repo is required")
+	}
+	repo, err := h.Store.Repo(r.Context(), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -349,20 +352,49 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
 	}
 	follow := r.URL.Query().Get("follow")
 	if follow != "1" && follow != "true" {
-		var out []LogLine
-		for _, j := range jobs {
-			lines, _, err := h.readLogs(r.Context(), j, 0)
-			if err != nil {
-				return err
-			}
-			out = append(out, lines...)
-		}
-		if out == nil {
-			out = []LogLine{}
-		}
-		return WriteJSON(w, http.StatusOK, out)
+		return h.writeLogs(w, r, jobs)
 	}
 	return h.followLogs(w, r, id, jobs)
+}
+
+// writeLogs streams the jobs' log lines as one JSON array, a page of
+// chunks at a time, so a log of gigabytes costs the server a page of memory.
+func (h *Handler) writeLogs(w http.ResponseWriter, r *http.Request, jobs []*store.Job) error {
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString("[")
+	first := true
+	for _, j := range jobs {
+		var after int64
+		for {
+			chunks, err := h.Store.Logs(r.Context(), j.ID, after, 64)
+			if err != nil {
+				if first {
+					return err // nothing sent yet: a proper error answer
+				}
+				return nil
+			}
+			for _, c := range chunks {
+				for _, line := range strings.SplitAfter(string(c.Data), "\n") {
+					if line == "" {
+						continue
+					}
+					if !first {
+						bw.WriteString(",\n")
+					}
+					first = false
+					b, _ := json.Marshal(LogLine{Job: j.Name, Step: c.Step, Seq: c.Seq, Line: strings.TrimSuffix(line, "\n")})
+					bw.Write(b)
+				}
+				after = c.Seq
+			}
+			if len(chunks) < 64 {
+				break
+			}
+		}
+	}
+	bw.WriteString("]\n")
+	return bw.Flush()
 }
 
 func (h *Handler) readLogs(ctx context.Context, j *store.Job, after int64) ([]LogLine, int64, error) {

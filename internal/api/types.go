@@ -76,8 +76,9 @@ type Step struct {
 	FinishedAt *time.Time `json:"finished_at"`
 }
 
-// Trigger is the body of POST /api/v1/repos/{owner}/{name}/builds.
+// Trigger is the body of POST /api/v1/builds: a manual build.
 type Trigger struct {
+	Repo   string `json:"repo"`
 	Branch string `json:"branch"`
 	Commit string `json:"commit,omitempty"`
 }

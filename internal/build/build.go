@@ -24,28 +24,45 @@ import (
 // PipelineFile is where a build's pipeline is read from, at its commit.
 const PipelineFile = ".gantry.yml"
 
+// createTimeout bounds the fetch and parse of a new build.
+const createTimeout = 5 * time.Minute
+
 // ErrNotFinished: a build that has not finished cannot be retried.
 var ErrNotFinished = errors.New("build has not finished")
+
+// Options configure a Service.
+type Options struct {
+	// BuildForks builds pull requests from forks. Off by default: their
+	// pipeline is a stranger's code.
+	BuildForks bool
+	// Finished, if set, is called once when a build reaches a final status.
+	Finished func(b *store.Build)
+}
 
 // Service creates and advances builds.
 type Service struct {
 	store   store.Store
 	mirrors *git.Mirrors
 	log     *slog.Logger
+	opts    Options
 	// Changed is called after a build changed, outside any transaction:
 	// the dispatcher wakes agents, the event stream tells subscribers.
 	changed func(b *store.Build)
 }
 
 // New returns a Service. changed may be nil.
-func New(st store.Store, mirrors *git.Mirrors, log *slog.Logger, changed func(*store.Build)) *Service {
+func New(st store.Store, mirrors *git.Mirrors, log *slog.Logger, changed func(*store.Build), opts ...Options) *Service {
 	if changed == nil {
 		changed = func(*store.Build) {}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, mirrors: mirrors, log: log, changed: changed}
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	return &Service{store: st, mirrors: mirrors, log: log, changed: changed, opts: o}
 }
 
 // Trigger is what asks for a build.
@@ -59,6 +76,9 @@ type Trigger struct {
 	// Before is the commit a push replaced, to find changed paths when the
 	// forge did not list them.
 	Before string
+	// FromFork marks a pull request whose head lives in another
+	// repository: a stranger's code and pipeline.
+	FromFork bool
 }
 
 // Create makes a build of repo for t: it fetches the commit, reads and
@@ -68,6 +88,10 @@ type Trigger struct {
 // gives a skipped build with the reason. created is false when a build for
 // the same delivery exists already: it is returned instead.
 func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *store.Build, created bool, err error) {
+	// A forge that hangs up (GitHub waits 10s) must not lose the push: the
+	// fetch of a large repo may take longer than the request lives.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
 	b = &store.Build{
 		RepoID: repo.ID, Repo: repo.Name, Status: store.StatusQueued,
 		Event: t.Event, Branch: t.Branch, Tag: t.Tag, Commit: t.Commit, BaseBranch: t.BaseBranch,
@@ -113,6 +137,9 @@ func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *s
 	s.log.LogAttrs(ctx, slog.LevelInfo, "build created", slog.String("repo", repo.Name), slog.Int64("build", b.ID),
 		slog.Int64("number", b.Number), slog.String("status", b.Status), slog.String("event", b.Event), slog.String("commit", b.Commit))
 	s.changed(b)
+	if store.Finished(b.Status) && s.opts.Finished != nil {
+		s.opts.Finished(b)
+	}
 	return b, true, nil
 }
 
@@ -123,7 +150,20 @@ func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *s
 		b.Status, b.Reason = status, reason
 		b.FinishedAt = time.Now()
 	}
+	if t.FromFork && !s.opts.BuildForks {
+		finish(store.StatusSkipped, "pull request from a fork: not built, because its pipeline would run a stranger's code on this server's agents (start the server with --build-forks to allow it)")
+		return nil
+	}
 	m := s.mirrors.Get(repo.Name, repo.CloneURL)
+	if len(t.Commit) < 40 && t.Commit != "" {
+		// Bitbucket sends pull request heads abbreviated.
+		full, err := m.ResolveCommit(ctx, t.Commit)
+		if err != nil {
+			finish(store.StatusError, err.Error())
+			return nil
+		}
+		t.Commit, b.Commit = full, full
+	}
 	if err := m.Fetch(ctx, t.Commit); err != nil {
 		finish(store.StatusError, err.Error())
 		return nil
@@ -364,14 +404,14 @@ func (s *Service) Finish(ctx context.Context, buildID, jobID, token int64, res *
 	})
 }
 
-// Fail ends a job that is running or queued as error with reason, whoever
-// holds it (an agent was lost, the server restarted), and decides what runs
-// next.
-func (s *Service) Fail(ctx context.Context, buildID, jobID int64, reason string) error {
+// Fail ends a job as error with reason and decides what runs next. With a
+// token, only the lease that token names is ended, and only if it has
+// expired (an agent lost); with 0, the job ends whoever holds it.
+func (s *Service) Fail(ctx context.Context, buildID, jobID, token int64, reason string) error {
 	return s.update(ctx, buildID, func(b *store.Build) error {
 		now := time.Now()
 		for _, j := range b.Jobs {
-			if j.ID == jobID && !store.Finished(j.Status) {
+			if j.ID == jobID && !store.Finished(j.Status) && (token == 0 || expired(j, token, now)) {
 				j.Status, j.Reason, j.FinishedAt = store.StatusError, reason, now
 				j.LeaseExpires = time.Time{}
 				endSteps(j, store.StatusError, reason, now)
@@ -381,11 +421,18 @@ func (s *Service) Fail(ctx context.Context, buildID, jobID int64, reason string)
 	})
 }
 
-// Requeue hands a job whose agent vanished to another agent.
-func (s *Service) Requeue(ctx context.Context, buildID, jobID int64, reason string) error {
+// expired reports whether j still runs under the lease token, and that
+// lease has run out: checked inside the update, so a heartbeat that came
+// in between keeps the job with its agent.
+func expired(j *store.Job, token int64, now time.Time) bool {
+	return j.Status == store.StatusRunning && j.LeaseToken == token && !j.LeaseExpires.IsZero() && j.LeaseExpires.Before(now)
+}
+
+// Requeue hands a job whose lease (token) expired to another agent.
+func (s *Service) Requeue(ctx context.Context, buildID, jobID, token int64, reason string) error {
 	return s.update(ctx, buildID, func(b *store.Build) error {
 		for _, j := range b.Jobs {
-			if j.ID == jobID && j.Status == store.StatusRunning {
+			if j.ID == jobID && expired(j, token, time.Now()) {
 				j.Status, j.Reason, j.QueuedAt = store.StatusQueued, reason, time.Now()
 				j.Agent, j.LeaseExpires, j.Steps = "", time.Time{}, nil
 			}
@@ -421,10 +468,23 @@ func endSteps(j *store.Job, status, reason string, now time.Time) {
 	}
 }
 
+// advanceStored advances b by its stored pipeline. A pipeline that no
+// longer parses (a server downgraded past a key it uses) cannot decide
+// anything: the build's unfinished jobs end as error with the reason,
+// rather than staying queued or running for ever.
 func (s *Service) advanceStored(b *store.Build, now time.Time) error {
 	pl, err := Plan(b)
 	if err != nil {
-		return err
+		reason := "this server cannot read the build's pipeline: " + err.Error()
+		for _, j := range b.Jobs {
+			if !store.Finished(j.Status) {
+				j.Status, j.Reason, j.FinishedAt = store.StatusError, reason, now
+				j.LeaseExpires = time.Time{}
+				endSteps(j, store.StatusError, reason, now)
+			}
+		}
+		summarize(b, now)
+		return nil
 	}
 	advance(b, pl, now)
 	return nil
@@ -536,7 +596,9 @@ func (s *Service) Recover(ctx context.Context) error {
 			return s.advanceStored(b, now)
 		})
 		if err != nil {
-			return fmt.Errorf("recover build %d: %w", id, err)
+			// One build that cannot be recovered must not keep the server
+			// from starting.
+			s.log.LogAttrs(ctx, slog.LevelError, "recover build", slog.Int64("build", id), slog.Any("err", err))
 		}
 	}
 	// Builds that waited for one that finished while the server was down.
@@ -634,7 +696,9 @@ func (s *Service) release(ctx context.Context, done *store.Build) {
 
 func (s *Service) update(ctx context.Context, buildID int64, fn func(*store.Build) error) error {
 	var changed *store.Build
+	wasFinished := false
 	err := s.store.Update(ctx, buildID, func(b *store.Build) error {
+		wasFinished = store.Finished(b.Status)
 		if err := fn(b); err != nil {
 			return err
 		}
@@ -645,7 +709,10 @@ func (s *Service) update(ctx context.Context, buildID int64, fn func(*store.Buil
 		return err
 	}
 	s.changed(changed)
-	if store.Finished(changed.Status) {
+	if store.Finished(changed.Status) && !wasFinished {
+		if s.opts.Finished != nil {
+			s.opts.Finished(changed)
+		}
 		s.release(ctx, changed)
 	}
 	return nil

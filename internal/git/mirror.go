@@ -198,6 +198,41 @@ func (m *Mirror) Resolve(ctx context.Context, ref string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// ResolveCommit returns the full hash of an abbreviated one (Bitbucket
+// sends pull request heads with 12 hex digits), fetching first when the
+// mirror does not know it. An abbreviation that matches no commit, or
+// more than one, is an error wrapping ErrCommitNotFound.
+func (m *Mirror) ResolveCommit(ctx context.Context, abbrev string) (string, error) {
+	if len(abbrev) < 7 || len(abbrev) > 64 || strings.Trim(strings.ToLower(abbrev), "0123456789abcdef") != "" {
+		return "", fmt.Errorf("resolve commit %q: want 7 to 64 hex digits", abbrev)
+	}
+	if err := m.init(ctx); err != nil {
+		return "", fmt.Errorf("resolve commit %s: %w", abbrev, err)
+	}
+	lookup := func() (string, bool) {
+		out, err := m.run(ctx, "", "--git-dir="+m.dir, "rev-parse", "--verify", "--quiet", "--end-of-options", abbrev+"^{commit}")
+		return strings.TrimSpace(string(out)), err == nil
+	}
+	if full, ok := lookup(); ok {
+		return full, nil
+	}
+	select {
+	case m.fetch <- struct{}{}:
+	case <-ctx.Done():
+		return "", fmt.Errorf("resolve commit %s: %w", abbrev, context.Cause(ctx))
+	}
+	u := m.currentURL()
+	err := m.fetchAll(ctx, u)
+	<-m.fetch
+	if err != nil {
+		return "", fmt.Errorf("resolve commit %s from %s: %w", abbrev, redactURL(u), err)
+	}
+	if full, ok := lookup(); ok {
+		return full, nil
+	}
+	return "", fmt.Errorf("resolve commit %s from %s: %w (or it is ambiguous)", abbrev, redactURL(u), ErrCommitNotFound)
+}
+
 // ReadFile returns the content of the file at name (slash-separated, relative
 // to the repository's top) in commit, which must be in the mirror (see
 // Fetch). A file that commit does not have is an error wrapping

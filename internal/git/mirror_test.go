@@ -699,3 +699,20 @@ func TestResolve(t *testing.T) {
 		t.Error("Resolve(--upload-pack=x) = nil error")
 	}
 }
+
+func TestResolveCommit(t *testing.T) {
+	t.Parallel()
+	o := newOrigin(t)
+	full := o.commit(map[string]string{"a.txt": "one"})
+	m := NewMirror(filepath.Join(t.TempDir(), "m.git"), o.dir)
+	got, err := m.ResolveCommit(context.Background(), full[:12])
+	if err != nil || got != full {
+		t.Fatalf("ResolveCommit(%s) = %q, %v; want %s", full[:12], got, err, full)
+	}
+	if _, err := m.ResolveCommit(context.Background(), "0000000deadbeef"); !errors.Is(err, ErrCommitNotFound) {
+		t.Errorf("ResolveCommit(unknown) = %v, want ErrCommitNotFound", err)
+	}
+	if _, err := m.ResolveCommit(context.Background(), "--all"); err == nil {
+		t.Error("ResolveCommit(--all) = nil error")
+	}
+}

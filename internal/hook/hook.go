@@ -5,6 +5,8 @@
 package hook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +76,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, status, resp)
 	}
 	if h.Count != nil {
+		if _, known := h.Webhooks[name]; !known {
+			name = "unknown" // a label per made-up path would grow /metrics for ever
+		}
 		h.Count(name, outcome)
 	}
 }
@@ -134,7 +139,12 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, name string) (
 			continue
 		}
 		t := triggerOf(ev, repo.Name)
-		if len(events) > 1 && t.DeliveryID != "" {
+		switch {
+		case wh.Name == "bitbucket" || wh.Name == "gitea":
+			// Their redeliveries carry a new delivery ID: the same event is
+			// the same ref at the same commit.
+			t.DeliveryID = contentID(ev)
+		case len(events) > 1 && t.DeliveryID != "":
 			t.DeliveryID += "#" + strconv.Itoa(i)
 		}
 		b, isNew, err := h.Builds.Create(r.Context(), repo, t)
@@ -157,12 +167,19 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, name string) (
 	return http.StatusAccepted, "ignored", resp, nil
 }
 
+// contentID identifies an event by what it asks to build, for forges whose
+// redeliveries get new delivery IDs.
+func contentID(ev forge.Event) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%d\x00%s", ev.Forge, ev.Kind, ev.Branch, ev.Tag, ev.Commit, ev.PullRequest, ev.BaseBranch)))
+	return "content:" + hex.EncodeToString(h[:16])
+}
+
 func triggerOf(ev forge.Event, repo string) build.Trigger {
 	t := build.Trigger{
 		Trigger: plan.Trigger{Branch: ev.Branch, Tag: ev.Tag, Commit: ev.Commit, Repo: repo,
 			BaseBranch: ev.BaseBranch, ChangedPaths: ev.ChangedPaths},
 		DeliveryID: ev.DeliveryID, PullRequest: ev.PullRequest, Title: ev.Title,
-		Author: ev.Author, Message: ev.Message, Before: ev.Before,
+		Author: ev.Author, Message: ev.Message, Before: ev.Before, FromFork: ev.FromFork,
 	}
 	switch ev.Kind {
 	case forge.Tag:

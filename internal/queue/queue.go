@@ -97,7 +97,7 @@ func (d *Dispatcher) Lease(ctx context.Context, agent string, labels []string) (
 			a, err := d.assignment(b, j)
 			if err != nil {
 				// A build whose stored pipeline no longer parses cannot run.
-				d.builds.Fail(context.WithoutCancel(ctx), b.ID, j.ID, err.Error())
+				d.builds.Fail(context.WithoutCancel(ctx), b.ID, j.ID, 0, err.Error())
 				continue
 			}
 			return a, nil
@@ -175,7 +175,7 @@ func (d *Dispatcher) Finish(ctx context.Context, a *Assignment, res *engine.JobR
 // Run expires leases whose agent stopped heartbeating until ctx ends: the
 // job goes to another agent, up to Retries times, or fails as "agent lost".
 func (d *Dispatcher) Run(ctx context.Context) {
-	tick := time.NewTicker(min(d.opts.LeaseTTL/3, time.Second))
+	tick := time.NewTicker(max(min(d.opts.LeaseTTL/3, time.Second), 10*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
@@ -207,12 +207,13 @@ func (d *Dispatcher) expire(ctx context.Context) error {
 			reason := fmt.Sprintf("agent lost: %s stopped heartbeating", j.Agent)
 			d.log.LogAttrs(ctx, slog.LevelWarn, "lease expired", slog.Int64("build", id), slog.String("job", j.Name), slog.String("agent", j.Agent))
 			if j.Attempt <= d.opts.Retries {
-				err = d.builds.Requeue(ctx, id, j.ID, reason)
+				err = d.builds.Requeue(ctx, id, j.ID, j.LeaseToken, reason)
 			} else {
-				err = d.builds.Fail(ctx, id, j.ID, reason)
+				err = d.builds.Fail(ctx, id, j.ID, j.LeaseToken, reason)
 			}
 			if err != nil {
-				return err
+				// Log and go on: one build must not stop the expiry of others.
+				d.log.LogAttrs(ctx, slog.LevelError, "expire lease", slog.Int64("build", id), slog.Any("err", err))
 			}
 		}
 	}

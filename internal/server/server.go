@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/agent"
@@ -60,6 +61,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// KillGrace is how long a stopped step gets between SIGTERM and SIGKILL.
 	KillGrace time.Duration
+	// BuildForks builds pull requests from forks; their pipeline is a
+	// stranger's code running on this server's agents.
+	BuildForks bool
 	Log       *slog.Logger
 	// Out receives the one-time admin token message.
 	Out io.Writer
@@ -82,6 +86,7 @@ type Server struct {
 	agents       sync.WaitGroup // the built-in agent
 	bg           sync.WaitGroup // the dispatcher and the HTTP server
 	stopOnce     sync.Once
+	lock         *os.File // flock of the data dir
 	stopErr      error
 }
 
@@ -96,8 +101,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Agents < 0 {
 		return nil, fmt.Errorf("agents: %d is negative", cfg.Agents)
 	}
-	if cfg.LeaseTTL <= 0 {
+	if cfg.LeaseTTL == 0 {
 		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.LeaseTTL < time.Second {
+		return nil, fmt.Errorf("lease TTL %s: want at least 1s", cfg.LeaseTTL)
 	}
 	if cfg.KillGrace <= 0 {
 		cfg.KillGrace = 10 * time.Second
@@ -146,10 +154,36 @@ func redact(u string) string {
 // Start opens the store, puts every build back into a true state, creates
 // the admin token on first start, and starts the dispatcher, the built-in
 // agent and the HTTP server.
-func (s *Server) Start(ctx context.Context) error {
-	if err := os.MkdirAll(s.cfg.DataDir, 0o755); err != nil {
+func (s *Server) Start(ctx context.Context) (err error) {
+	// The data dir holds webhook secrets: only this user may read it.
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// One server per data dir: a second one would "recover" the first's
+	// running jobs and kill its step processes.
+	lock, err := os.OpenFile(filepath.Join(s.cfg.DataDir, "gantry.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return fmt.Errorf("data dir %s is in use by another gantry server (%v)", s.cfg.DataDir, err)
+	}
+	s.lock = lock
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
 	st, err := s.openStore(ctx)
 	if err != nil {
 		return err
@@ -161,13 +195,10 @@ func (s *Server) Start(ctx context.Context) error {
 	var dispatcher *queue.Dispatcher
 	s.builds = build.New(st, mirrors, s.cfg.Log, func(b *store.Build) {
 		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID})
-		if store.Finished(b.Status) {
-			s.metrics.buildFinished(b)
-		}
 		if dispatcher != nil {
 			dispatcher.Notify()
 		}
-	})
+	}, build.Options{BuildForks: s.cfg.BuildForks, Finished: s.metrics.buildFinished})
 	dispatcher = queue.New(st, s.builds, s.cfg.Log, queue.Options{LeaseTTL: s.cfg.LeaseTTL, Retries: 1,
 		Logged: func(buildID, jobID int64) {
 			s.broker.Publish(logstream.Message{Kind: "log", BuildID: buildID, JobID: jobID})
@@ -183,11 +214,6 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		st.Close()
-		return fmt.Errorf("listen: %w", err)
-	}
 	s.listener = ln
 
 	bg, cancelBg := context.WithCancel(context.Background())
@@ -303,7 +329,7 @@ func (s *Server) bootstrapToken(ctx context.Context) error {
 // is safe to call more than once.
 func (s *Server) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
-		if s.store == nil {
+		if s.http == nil {
 			return // never started
 		}
 		// Drain: no new leases; running jobs finish until ctx ends.
@@ -332,6 +358,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.cancelBg()
 		s.bg.Wait()
 		s.stopErr = s.store.Close()
+		s.lock.Close()
 	})
 	return s.stopErr
 }
