@@ -64,7 +64,7 @@ type Config struct {
 	// BuildForks builds pull requests from forks; their pipeline is a
 	// stranger's code running on this server's agents.
 	BuildForks bool
-	Log       *slog.Logger
+	Log        *slog.Logger
 	// Out receives the one-time admin token message.
 	Out io.Writer
 }
