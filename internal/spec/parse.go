@@ -788,8 +788,13 @@ func (p *parser) matrix(n *yaml.Node, what string) *Matrix {
 				c = p.resolve(c)
 				cell := map[string]string{}
 				p.mapping(c, fmt.Sprintf("%s.%s[%d]", what, key, i), "", func(ax string, k, v *yaml.Node) {
+					if !NamePattern.MatchString(ax) {
+						p.errorf(k, "%s.%s[%d]: %q is not a valid axis name", what, key, i, ax)
+						return
+					}
 					if s, ok := p.scalar(v, fmt.Sprintf("%s.%s[%d].%s", what, key, i, ax)); ok {
 						cell[ax] = s
+						p.cellValue(v, fmt.Sprintf("%s.%s[%d].%s", what, key, i, ax), s)
 					}
 				})
 				if key == "include" {
@@ -814,6 +819,7 @@ func (p *parser) matrix(n *yaml.Node, what string) *Matrix {
 					p.errorf(v, "%s.%s: duplicate value %q", what, key, val)
 				}
 				seen[val] = true
+				p.cellValue(v, what+"."+key, val)
 			}
 			m.Axes = append(m.Axes, Axis{Name: key, Values: vals})
 		}
@@ -835,6 +841,14 @@ func (p *parser) matrix(n *yaml.Node, what string) *Matrix {
 		p.errorf(n, "%s: exclude removes every cell: the job would never run", what)
 	}
 	return m
+}
+
+// cellValue rejects matrix values that would make two cells' job names
+// alike: names are job[axis=value,...].
+func (p *parser) cellValue(n *yaml.Node, what, val string) {
+	if strings.ContainsAny(val, ",=[]\n") || val == "" {
+		p.errorf(n, "%s: value %q: a matrix value may not be empty or contain , = [ ] or a newline (it becomes part of the job's name)", what, val)
+	}
 }
 
 // allExcluded reports whether every cell of m's axes matches an exclude

@@ -1276,6 +1276,18 @@ jobs:
 			},
 		},
 		{
+			name: "matrix values that would make names alike",
+			src: `jobs:
+  a:
+    matrix: {a: ["x,b=y", ""], include: [{a: x, b: y}]}
+    steps: [x]
+`,
+			want: []string{
+				`p.yml:3:17: job "a": matrix.a: value "x,b=y": a matrix value may not be empty or contain , = [ ] or a newline (it becomes part of the job's name)`,
+				`p.yml:3:17: job "a": matrix.a: value "": a matrix value may not be empty or contain , = [ ] or a newline (it becomes part of the job's name)`,
+			},
+		},
+		{
 			name: "exclude removes every cell",
 			src: `jobs:
   a:
