@@ -813,3 +813,32 @@ wait:
 		}
 	}
 }
+
+// A job no agent can take says why it waits.
+func TestServerExplainsWaitingJobs(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {train: {runs-on: [gpu], steps: [\"true\"]}}\n"})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "x1", "k")).body.Builds[0].ID
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := s.client().Build(context.Background(), id)
+		if err == nil && b.Jobs[0].Reason == "waiting: no agent has labels [gpu]" {
+			if b.Status != "queued" || b.Jobs[0].Status != "queued" {
+				t.Errorf("build = %s, job %s; want both queued", b.Status, b.Jobs[0].Status)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job reason = %+v %v, want it to name the missing label", b, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	out, _, _ := s.cli("build", fmt.Sprint(id))
+	if !strings.Contains(out, "waiting: no agent has labels [gpu]") {
+		t.Errorf("gantry build does not show why the job waits:\n%s", out)
+	}
+}

@@ -113,7 +113,10 @@ func (a *Agent) Run(ctx, jobCtx context.Context) {
 				if err != nil {
 					if ctx.Err() == nil {
 						a.log.LogAttrs(ctx, slog.LevelWarn, "lease", slog.Any("err", err))
-						time.Sleep(time.Second)
+						select {
+						case <-ctx.Done():
+						case <-time.After(time.Second):
+						}
 					}
 					continue
 				}
@@ -169,8 +172,19 @@ func (a *Agent) runJob(parent context.Context, as *queue.Assignment) {
 	res := a.execute(ctx, as, lost)
 	cancel(nil)
 	<-hbDone
-	if err := a.server.Finish(bg, as, res); err != nil && !errors.Is(err, store.ErrStaleLease) {
-		log.LogAttrs(bg, slog.LevelError, "finish job", slog.Any("err", err))
+	// The result must reach the server, or the job would run again once
+	// its lease expired: try a few times before giving up.
+	for try, wait := 1, 100*time.Millisecond; ; try, wait = try+1, wait*2 {
+		err := a.server.Finish(bg, as, res)
+		if err == nil || errors.Is(err, store.ErrStaleLease) {
+			break
+		}
+		if try == 6 {
+			log.LogAttrs(bg, slog.LevelError, "finish job", slog.Any("err", err))
+			break
+		}
+		log.LogAttrs(bg, slog.LevelWarn, "finish job; retrying", slog.Any("err", err), slog.Int("try", try))
+		time.Sleep(wait)
 	}
 }
 

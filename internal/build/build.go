@@ -421,6 +421,18 @@ func (s *Service) Fail(ctx context.Context, buildID, jobID, token int64, reason 
 	})
 }
 
+// Explain sets the reason of a queued job (why it waits).
+func (s *Service) Explain(ctx context.Context, buildID, jobID int64, reason string) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		for _, j := range b.Jobs {
+			if j.ID == jobID && j.Status == store.StatusQueued {
+				j.Reason = reason
+			}
+		}
+		return nil
+	})
+}
+
 // expired reports whether j still runs under the lease token, and that
 // lease has run out: checked inside the update, so a heartbeat that came
 // in between keeps the job with its agent.

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,8 +57,9 @@ type Dispatcher struct {
 	opts   Options
 	log    *slog.Logger
 
-	mu   sync.Mutex
-	wake chan struct{} // closed and replaced by Notify
+	mu     sync.Mutex
+	wake   chan struct{}       // closed and replaced by Notify
+	agents map[string][]string // labels of each agent that has asked for work
 }
 
 // New returns a Dispatcher over st.
@@ -67,7 +70,7 @@ func New(st store.Store, builds *build.Service, log *slog.Logger, opts Options) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{store: st, builds: builds, opts: opts, log: log, wake: make(chan struct{})}
+	return &Dispatcher{store: st, builds: builds, opts: opts, log: log, wake: make(chan struct{}), agents: map[string][]string{}}
 }
 
 // Notify wakes every agent waiting in Lease: jobs may have been queued.
@@ -87,6 +90,9 @@ func (d *Dispatcher) waitChan() <-chan struct{} {
 // Lease blocks until a queued job fits an agent with these labels, and
 // hands it out; it returns ctx's error when ctx ends first.
 func (d *Dispatcher) Lease(ctx context.Context, agent string, labels []string) (*Assignment, error) {
+	d.mu.Lock()
+	d.agents[agent] = labels
+	d.mu.Unlock()
 	for {
 		// Take the wake channel before looking, so a Notify between the
 		// look and the wait is not lost.
@@ -186,6 +192,9 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		if err := d.expire(ctx); err != nil && ctx.Err() == nil {
 			d.log.LogAttrs(ctx, slog.LevelWarn, "expire leases", slog.Any("err", err))
 		}
+		if err := d.explain(ctx); err != nil && ctx.Err() == nil {
+			d.log.LogAttrs(ctx, slog.LevelWarn, "explain queue", slog.Any("err", err))
+		}
 	}
 }
 
@@ -221,4 +230,60 @@ func (d *Dispatcher) expire(ctx context.Context) error {
 		d.Notify()
 	}
 	return nil
+}
+
+// noAgent prefixes the reason of a queued job no known agent can take.
+const noAgent = "waiting: no agent has labels "
+
+// explain gives every queued job that no agent seen so far can take the
+// reason, so a `runs-on: [ubuntu-latest]` says why it waits rather than
+// waiting in silence.
+func (d *Dispatcher) explain(ctx context.Context) error {
+	builds, err := d.store.Builds(ctx, store.BuildFilter{Status: store.StatusQueued, Limit: 500})
+	if err != nil {
+		return err
+	}
+	builds2, err := d.store.Builds(ctx, store.BuildFilter{Status: store.StatusRunning, Limit: 500})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	agents := make([][]string, 0, len(d.agents))
+	for _, l := range d.agents {
+		agents = append(agents, l)
+	}
+	d.mu.Unlock()
+	for _, b := range append(builds, builds2...) {
+		for _, j := range b.Jobs {
+			if j.Status != store.StatusQueued {
+				continue
+			}
+			reason := ""
+			if !anyFits(agents, j.RunsOn) {
+				reason = fmt.Sprintf("%s[%s]", noAgent, strings.Join(j.RunsOn, " "))
+			}
+			if reason != j.Reason && (reason != "" || strings.HasPrefix(j.Reason, noAgent)) {
+				if err := d.builds.Explain(ctx, b.ID, j.ID, reason); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func anyFits(agents [][]string, want []string) bool {
+	for _, labels := range agents {
+		fits := true
+		for _, w := range want {
+			if !slices.Contains(labels, w) {
+				fits = false
+				break
+			}
+		}
+		if fits {
+			return true
+		}
+	}
+	return false
 }
