@@ -105,6 +105,7 @@ func (a *Agent) Run(ctx, jobCtx context.Context) {
 	}
 	var wg sync.WaitGroup
 	for i := 0; i < a.opts.Capacity; i++ {
+		slot := i
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -120,7 +121,7 @@ func (a *Agent) Run(ctx, jobCtx context.Context) {
 					}
 					continue
 				}
-				a.runJob(jobCtx, as)
+				a.runJob(jobCtx, slot, as)
 			}
 		}()
 	}
@@ -130,7 +131,7 @@ func (a *Agent) Run(ctx, jobCtx context.Context) {
 // errLost is the cause of a job stopped because the server took it away.
 var errLost = errors.New("cancelled on the server")
 
-func (a *Agent) runJob(parent context.Context, as *queue.Assignment) {
+func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	log := a.log.With(slog.Int64("build", as.BuildID), slog.String("job", as.Job))
@@ -169,7 +170,7 @@ func (a *Agent) runJob(parent context.Context, as *queue.Assignment) {
 		}
 	}()
 
-	res := a.execute(ctx, as, lost)
+	res := a.execute(ctx, slot, as, lost)
 	cancel(nil)
 	<-hbDone
 	// The result must reach the server, or the job would run again once
@@ -189,7 +190,7 @@ func (a *Agent) runJob(parent context.Context, as *queue.Assignment) {
 }
 
 // execute checks the job out and runs it, streaming its events.
-func (a *Agent) execute(ctx context.Context, as *queue.Assignment, lost func(error) bool) *engine.JobResult {
+func (a *Agent) execute(ctx context.Context, slot int, as *queue.Assignment, lost func(error) bool) *engine.JobResult {
 	fail := func(reason string) *engine.JobResult {
 		return &engine.JobResult{Name: as.Job, Status: engine.Error, Reason: reason}
 	}
@@ -207,18 +208,24 @@ func (a *Agent) execute(ctx context.Context, as *queue.Assignment, lost func(err
 	if job == nil {
 		return fail(fmt.Sprintf("job %q is not in the build's pipeline", as.Job))
 	}
-	ws := filepath.Join(a.opts.WorkDir, strconv.FormatInt(as.JobID, 10)+"-"+strconv.FormatInt(as.Token, 10))
-	defer os.RemoveAll(ws)
+	// One workspace per slot and repository, refreshed for each job and
+	// cleaned after it: a new clone per job costs more than the rest of
+	// the way from webhook to first step.
+	ws := filepath.Join(a.opts.WorkDir, "slot-"+strconv.Itoa(slot), git.DirName(as.Repo))
 	if err := os.MkdirAll(filepath.Dir(ws), 0o755); err != nil {
 		return fail("workspace: " + err.Error())
 	}
 	m := a.mirrors.Get(as.Repo, as.CloneURL)
-	if err := m.Fetch(ctx, as.Commit); err != nil {
-		return fail(err.Error())
+	if err := m.Refresh(ctx, as.Commit, ws); err != nil {
+		// Not in this machine's mirror yet (a remote agent): fetch it.
+		if ferr := m.Fetch(ctx, as.Commit); ferr != nil {
+			return fail(ferr.Error())
+		}
+		if err := m.Refresh(ctx, as.Commit, ws); err != nil {
+			return fail(err.Error())
+		}
 	}
-	if err := m.Checkout(ctx, as.Commit, ws); err != nil {
-		return fail(err.Error())
-	}
+	defer m.Clean(context.WithoutCancel(ctx), ws)
 	eng := engine.New(a.backend, engine.Options{Workspace: ws, Shell: a.opts.Shell, RunID: fmt.Sprintf("job-%d-", as.JobID),
 		Env: []string{markerVar + "=" + a.opts.WorkDir}})
 

@@ -330,6 +330,65 @@ func (m *Mirror) Checkout(ctx context.Context, commit, dir string) (err error) {
 	return nil
 }
 
+// Refresh makes dir a work tree of commit. When dir is a work tree that
+// Checkout made from this mirror for an earlier job, and Clean cleaned
+// since, that is much cheaper than a new clone: only the files that differ
+// are written. It first undoes what a job may have done to the clone's
+// .git that would reach the next job (hooks, config, the alternates link
+// to the mirror), then checks out with hooks off. When dir does not exist,
+// or anything fails, it falls back to a fresh Checkout.
+//
+// Reuse is for jobs of one repository and one trust domain: a job on the
+// local backend runs as the agent's user and could reach the mirror anyway.
+func (m *Mirror) Refresh(ctx context.Context, commit, dir string) error {
+	c, err := checkCommit(commit)
+	if err != nil {
+		return fmt.Errorf("checkout %q: %w", commit, err)
+	}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return m.Checkout(ctx, commit, dir)
+	}
+	if err := m.reset(ctx, c, dir); err != nil {
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			return fmt.Errorf("checkout %s: %w", c, rmErr)
+		}
+		return m.Checkout(ctx, commit, dir)
+	}
+	return nil
+}
+
+func (m *Mirror) reset(ctx context.Context, c, dir string) error {
+	gitDir := filepath.Join(dir, ".git")
+	if fi, err := os.Lstat(gitDir); err != nil || !fi.IsDir() {
+		return errors.New("no .git directory")
+	}
+	for _, p := range []string{"hooks", "info", "index.lock", "HEAD.lock", "config.lock"} {
+		os.RemoveAll(filepath.Join(gitDir, p))
+	}
+	alternates := filepath.Join(m.dir, "objects") + "\n"
+	if err := os.WriteFile(filepath.Join(gitDir, "objects", "info", "alternates"), []byte(alternates), 0o644); err != nil {
+		return err
+	}
+	config := "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n" +
+		"[remote \"origin\"]\n\turl = " + m.dir + "\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"
+	if err := os.WriteFile(filepath.Join(gitDir, "config"), []byte(config), 0o644); err != nil {
+		return err
+	}
+	_, err := m.run(ctx, dir, "-c", "core.hooksPath=/dev/null", "-c", "advice.detachedHead=false", "checkout", "--quiet", "--force", "--detach", c)
+	return err
+}
+
+// Clean removes every untracked and ignored file from a work tree after a
+// job, so that the next Refresh of it starts from the tree alone. On
+// failure it removes the work tree.
+func (m *Mirror) Clean(ctx context.Context, dir string) error {
+	if _, err := m.run(ctx, dir, "-c", "core.hooksPath=/dev/null", "clean", "--quiet", "-ffdx"); err != nil {
+		os.RemoveAll(dir)
+		return fmt.Errorf("clean %s: %w", dir, err)
+	}
+	return nil
+}
+
 // ChangedPaths returns the paths of the files that differ between the trees
 // of before and after, both in the mirror: what a push changed, for forges
 // whose push payload does not list it. A rename counts as both of its
@@ -631,6 +690,10 @@ func (ms *Mirrors) Get(repoName, url string) *Mirror {
 // dirName maps a repository name to a directory name, one to one but for
 // names longer than a file system allows. No name maps to "~", so that is
 // the empty name's.
+// DirName is repo's name made safe as one path element: the name of its
+// mirror's directory, and of its workspaces.
+func DirName(repo string) string { return dirName(repo) }
+
 func dirName(repo string) string {
 	if repo == "" {
 		return "~"

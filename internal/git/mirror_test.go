@@ -716,3 +716,40 @@ func TestResolveCommit(t *testing.T) {
 		t.Error("ResolveCommit(--all) = nil error")
 	}
 }
+
+// A reused work tree gets exactly the new commit's files, and what a job
+// did to it (files, hooks, config, alternates) does not reach the next job.
+func TestRefreshReusesAndCleans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := newOrigin(t)
+	first := o.commit(map[string]string{"a.txt": "one", "gone.txt": "x"})
+	second := o.commit(map[string]string{"a.txt": "two", "b.txt": "new"}, "gone.txt")
+	m := NewMirror(filepath.Join(t.TempDir(), "m.git"), o.dir)
+	if err := m.Fetch(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ws")
+	if err := m.Refresh(ctx, first, dir); err != nil {
+		t.Fatal(err)
+	}
+	// What a job might leave behind.
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("edited"), 0o644)
+	os.WriteFile(filepath.Join(dir, "untracked.o"), []byte("junk"), 0o644)
+	os.MkdirAll(filepath.Join(dir, ".git", "hooks"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".git", "hooks", "post-checkout"), []byte("#!/bin/sh\ntouch \"$PWD/hook-ran\"\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, ".git", "objects", "info", "alternates"), []byte("/nonexistent/objects\n"), 0o644)
+	if err := m.Clean(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Refresh(ctx, second, dir); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a.txt": "two", "b.txt": "new"}
+	if diff := cmp.Diff(want, workTree(t, dir)); diff != "" {
+		t.Errorf("work tree after Refresh (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "hook-ran")); err == nil {
+		t.Error("a hook left by the previous job ran")
+	}
+}
