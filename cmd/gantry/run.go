@@ -147,6 +147,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// Idle Ps cost a fresh process real time (threads started, woken and
+	// parked); a run needs no more than one per job that can run at once.
+	runtime.GOMAXPROCS(max(1, min(runtime.NumCPU(), *parallel, len(pl.Jobs))))
+
 	be := local.New(local.Options{KillGrace: *killGrace, PassEnv: passEnv})
 	eng := engine.New(be, engine.Options{
 		Parallel:  *parallel,
