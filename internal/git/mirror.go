@@ -170,6 +170,29 @@ func (m *Mirror) fetchAll(ctx context.Context, u string) error {
 	return err
 }
 
+// refetch fetches every mirrored ref under the fetch lock. what names the
+// operation in errors.
+func (m *Mirror) refetch(ctx context.Context, what string) error {
+	select {
+	case m.fetch <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, context.Cause(ctx))
+	}
+	u := m.currentURL()
+	err := m.fetchAll(ctx, u)
+	<-m.fetch
+	if err != nil {
+		return fmt.Errorf("%s from %s: %w", what, redactURL(u), err)
+	}
+	return nil
+}
+
+// revParse returns the commit rev names in the mirror, if any.
+func (m *Mirror) revParse(ctx context.Context, rev string) (string, bool) {
+	out, err := m.run(ctx, "", "--git-dir="+m.dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
+	return strings.TrimSpace(string(out)), err == nil
+}
+
 // Resolve fetches from the forge and returns the commit a branch
 // (refs/heads/NAME) or tag (refs/tags/NAME) points at now. An unknown ref
 // is an error wrapping ErrCommitNotFound.
@@ -180,22 +203,13 @@ func (m *Mirror) Resolve(ctx context.Context, ref string) (string, error) {
 	if err := m.init(ctx); err != nil {
 		return "", fmt.Errorf("resolve %s: %w", ref, err)
 	}
-	select {
-	case m.fetch <- struct{}{}:
-	case <-ctx.Done():
-		return "", fmt.Errorf("resolve %s: %w", ref, context.Cause(ctx))
+	if err := m.refetch(ctx, "resolve "+ref); err != nil {
+		return "", err
 	}
-	u := m.currentURL()
-	err := m.fetchAll(ctx, u)
-	<-m.fetch
-	if err != nil {
-		return "", fmt.Errorf("resolve %s from %s: %w", ref, redactURL(u), err)
+	if c, ok := m.revParse(ctx, ref); ok {
+		return c, nil
 	}
-	out, err := m.run(ctx, "", "--git-dir="+m.dir, "rev-parse", "--verify", "--quiet", "--end-of-options", ref+"^{commit}")
-	if err != nil {
-		return "", fmt.Errorf("resolve %s: %w", ref, ErrCommitNotFound)
-	}
-	return strings.TrimSpace(string(out)), nil
+	return "", fmt.Errorf("resolve %s: %w", ref, ErrCommitNotFound)
 }
 
 // ResolveCommit returns the full hash of an abbreviated one (Bitbucket
@@ -209,28 +223,16 @@ func (m *Mirror) ResolveCommit(ctx context.Context, abbrev string) (string, erro
 	if err := m.init(ctx); err != nil {
 		return "", fmt.Errorf("resolve commit %s: %w", abbrev, err)
 	}
-	lookup := func() (string, bool) {
-		out, err := m.run(ctx, "", "--git-dir="+m.dir, "rev-parse", "--verify", "--quiet", "--end-of-options", abbrev+"^{commit}")
-		return strings.TrimSpace(string(out)), err == nil
-	}
-	if full, ok := lookup(); ok {
+	if full, ok := m.revParse(ctx, abbrev); ok {
 		return full, nil
 	}
-	select {
-	case m.fetch <- struct{}{}:
-	case <-ctx.Done():
-		return "", fmt.Errorf("resolve commit %s: %w", abbrev, context.Cause(ctx))
+	if err := m.refetch(ctx, "resolve commit "+abbrev); err != nil {
+		return "", err
 	}
-	u := m.currentURL()
-	err := m.fetchAll(ctx, u)
-	<-m.fetch
-	if err != nil {
-		return "", fmt.Errorf("resolve commit %s from %s: %w", abbrev, redactURL(u), err)
-	}
-	if full, ok := lookup(); ok {
+	if full, ok := m.revParse(ctx, abbrev); ok {
 		return full, nil
 	}
-	return "", fmt.Errorf("resolve commit %s from %s: %w (or it is ambiguous)", abbrev, redactURL(u), ErrCommitNotFound)
+	return "", fmt.Errorf("resolve commit %s from %s: %w (or it is ambiguous)", abbrev, redactURL(m.currentURL()), ErrCommitNotFound)
 }
 
 // ReadFile returns the content of the file at name (slash-separated, relative
