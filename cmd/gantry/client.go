@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -362,7 +363,7 @@ func printLine(w io.Writer, l api.LogLine, asJSON bool) {
 }
 
 func followBuild(c *api.Client, id int64, job string, asJSON bool, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	b, err := c.FollowLogs(ctx, id, job, func(l api.LogLine) { printLine(stdout, l, asJSON) })
 	if err != nil {

@@ -239,6 +239,9 @@ func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
 	if in.Repo == "" {
 		return badRequestf("repo is required")
 	}
+	if c := in.Commit; c != "" && (len(c) != 40 && len(c) != 64 || strings.Trim(strings.ToLower(c), "0123456789abcdef") != "") {
+		return badRequestf("commit %q: want a full hash (40 or 64 hex digits)", c)
+	}
 	repo, err := h.Store.Repo(r.Context(), in.Repo)
 	if err != nil {
 		return err
