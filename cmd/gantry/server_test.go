@@ -119,6 +119,13 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// String returns what was written so far, when w is a *bytes.Buffer.
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.(*bytes.Buffer).String()
+}
+
 func (s *testServer) client() *api.Client {
 	return &api.Client{Server: s.url, Token: testToken}
 }
@@ -840,5 +847,99 @@ func TestServerExplainsWaitingJobs(t *testing.T) {
 	out, _, _ := s.cli("build", fmt.Sprint(id))
 	if !strings.Contains(out, "waiting: no agent has labels [gpu]") {
 		t.Errorf("gantry build does not show why the job waits:\n%s", out)
+	}
+}
+
+// Without GANTRY_ADMIN_TOKEN the first start prints a generated token once;
+// it works, and a second start prints none.
+func TestServerGeneratesAdminTokenOnce(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	addr := freeAddr(t)
+	start := func() (*exec.Cmd, *lockedWriter) {
+		cmd := exec.Command("gantry", "server", "--addr", addr, "--data", data, "--agents", "0")
+		out := &lockedWriter{w: &bytes.Buffer{}}
+		cmd.Stdout = out
+		cmd.Stderr = io.Discard
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "GANTRY_ADMIN_TOKEN=") {
+				env = append(env, kv)
+			}
+		}
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("server did not start")
+			}
+		}
+		return cmd, out
+	}
+	cmd, out := start()
+	time.Sleep(100 * time.Millisecond)
+	var token string
+	for _, f := range strings.Fields(out.String()) {
+		if strings.HasPrefix(f, "gantry_") {
+			token = f
+		}
+	}
+	if token == "" {
+		t.Fatalf("first start printed no token:\n%s", out)
+	}
+	c := &api.Client{Server: "http://" + addr, Token: token}
+	if _, err := c.Repos(context.Background()); err != nil {
+		t.Errorf("the printed token does not work: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	cmd, out = start()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	time.Sleep(100 * time.Millisecond)
+	if strings.Contains(out.String(), "gantry_") {
+		t.Errorf("second start printed a token again:\n%s", out)
+	}
+	if _, err := c.Repos(context.Background()); err != nil {
+		t.Errorf("the token stopped working after a restart: %v", err)
+	}
+}
+
+// SIGTERM drains: the running job finishes, then the server exits 0.
+func TestServerDrainsOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {work: {steps: [\"sleep 1; echo finished\"]}}\n"})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "t1", "k")).body.Builds[0].ID
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, err := s.client().Build(context.Background(), id)
+		if err == nil && b.Status == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("build did not start: %+v %v", b, err)
+		}
+	}
+	s.stopped = true
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("server exit after SIGTERM = %v, want 0\n%s", err, s.stderr)
+	}
+	s.start()
+	b := s.waitBuild(id, 10*time.Second)
+	if b.Status != "success" {
+		t.Errorf("build drained by SIGTERM = %s %+v, want success", b.Status, b.Jobs)
+	}
+	lines, _ := s.client().Logs(context.Background(), id, "")
+	if len(lines) != 1 || lines[0].Line != "finished" {
+		t.Errorf("logs = %+v, want the line printed after SIGTERM", lines)
 	}
 }
