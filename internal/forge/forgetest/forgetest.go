@@ -2,7 +2,8 @@
 // webhook fixtures under shared/fixtures/webhooks, a way to vary a fixture,
 // the invariants every result of a Parse must satisfy ([CheckParse], which
 // the fuzz targets use too), and a conformance test for HMAC signature
-// checks ([TestHMAC]).
+// checks ([TestHMAC]), and the fixture-table test every adapter runs
+// ([TestFixtures]).
 //
 // It is for tests only; nothing outside _test.go files imports it.
 package forgetest
@@ -20,6 +21,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/gantry-ci/gantry/internal/forge"
 )
@@ -290,5 +293,40 @@ func TestHMAC(t *testing.T, verify func(http.Header, []byte, string) error, head
 				t.Errorf("Verify(%s: %q) = %q, which gives away the expected digest", header, tt.value, msg)
 			}
 		})
+	}
+}
+
+// Case is one fixture file, the headers it is delivered with, and the
+// events Parse must make of it.
+type Case struct {
+	File   string
+	Header http.Header
+	Want   []forge.Event
+}
+
+// TestFixtures parses every case and compares the events with Want, checks
+// them against CheckParse's invariants, and fails for any fixture under
+// dirs (see Payloads) that no case covers, so a new fixture cannot go
+// untested.
+func TestFixtures(t *testing.T, parse func(http.Header, []byte) ([]forge.Event, error), cases []Case, dirs ...string) {
+	var tested []string
+	for _, tt := range cases {
+		tested = append(tested, tt.File)
+		t.Run(tt.File, func(t *testing.T) {
+			t.Parallel()
+			got, err := parse(tt.Header, Fixture(t, tt.File))
+			if err != nil {
+				t.Fatalf("Parse(%s) error = %v, want nil", tt.File, err)
+			}
+			if diff := cmp.Diff(tt.Want, got); diff != "" {
+				t.Errorf("Parse(%s) = got, want (-want +got):\n%s", tt.File, diff)
+			}
+			CheckParse(t, "Parse("+tt.File+")", got, err)
+		})
+	}
+	for _, f := range Payloads(t, dirs...) {
+		if !slices.Contains(tested, f) {
+			t.Errorf("fixture %s has no case in TestParseFixtures", f)
+		}
 	}
 }

@@ -170,32 +170,11 @@ func fixtures() []fixture {
 
 func TestParseFixtures(t *testing.T) {
 	t.Parallel()
+	var cases []forgetest.Case
 	for _, tt := range fixtures() {
-		t.Run(tt.file, func(t *testing.T) {
-			t.Parallel()
-			got, err := Parse(tt.header(t), forgetest.Fixture(t, tt.file))
-			if err != nil {
-				t.Fatalf("Parse(%s) error = %v, want nil", tt.file, err)
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Parse(%s) = got, want (-want +got):\n%s", tt.file, diff)
-			}
-			forgetest.CheckParse(t, "Parse("+tt.file+")", got, err)
-		})
+		cases = append(cases, forgetest.Case{File: tt.file, Header: tt.header(t), Want: tt.want})
 	}
-}
-
-func TestFixturesCovered(t *testing.T) {
-	t.Parallel()
-	var tested []string
-	for _, tt := range fixtures() {
-		tested = append(tested, tt.file)
-	}
-	for _, f := range forgetest.Payloads(t, "gitea", "forgejo") {
-		if !slices.Contains(tested, f) {
-			t.Errorf("fixture %s has no case in TestParseFixtures", f)
-		}
-	}
+	forgetest.TestFixtures(t, Parse, cases, "gitea", "forgejo")
 }
 
 func TestVerify(t *testing.T) {
