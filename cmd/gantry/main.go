@@ -39,6 +39,10 @@ func commands() []command {
 		{"logs", "print a build's logs; --follow streams them until it ends", logsCmd},
 		{"cancel", "cancel a build", cancelCmd},
 		{"retry", "run a build again; --failed re-runs only the jobs that did not pass", retryCmd},
+		{"agent", "run jobs for a server on this machine", agentCmd},
+		{"agent-token", "create, list or revoke agent tokens (agent-token create|list|revoke)", agentTokenCmd},
+		{"agents", "list agents with their state and jobs", agentsCmd},
+		{"queue", "list waiting jobs and why they wait", queueCmd},
 		{"version", "print the version", versionCmd},
 	}
 }
@@ -134,12 +138,16 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, do
 	return 0, false
 }
 
-func versionCmd(_ []string, stdout, _ io.Writer) int {
-	v := "devel"
+// version is the binary's module version, or "devel".
+func version() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
+		return bi.Main.Version
 	}
-	fmt.Fprintf(stdout, "gantry %s\n", v)
+	return "devel"
+}
+
+func versionCmd(_ []string, stdout, _ io.Writer) int {
+	fmt.Fprintf(stdout, "gantry %s\n", version())
 	return exitOK
 }
 

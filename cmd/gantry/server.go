@@ -68,7 +68,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
 		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, BuildForks: *buildForks,
-		Log: log, Out: stdout,
+		Log: log, Out: stdout, Version: version(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry server: %v\n", err)

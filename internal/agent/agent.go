@@ -28,8 +28,9 @@ import (
 
 // Server is what an agent needs of the server.
 type Server interface {
-	// Lease blocks until a job fits this agent.
-	Lease(ctx context.Context, agent string, labels []string) (*queue.Assignment, error)
+	// Lease blocks until a job fits this agent, which describes itself
+	// in self. An error wrapping ErrRefused ends the agent.
+	Lease(ctx context.Context, self *store.Agent) (*queue.Assignment, error)
 	// Started, Report, Heartbeat and Finish return store.ErrStaleLease
 	// when the agent lost the job (cancelled, or handed to another agent):
 	// it must stop it at once.
@@ -39,11 +40,17 @@ type Server interface {
 	Finish(ctx context.Context, a *queue.Assignment, res *engine.JobResult) error
 }
 
+// ErrRefused is what a Server's methods wrap when the server refuses the
+// agent itself (its token was revoked): the agent stops its jobs and ends.
+var ErrRefused = errors.New("the server refused this agent's token (revoked or unknown)")
+
 // Options configure an Agent.
 type Options struct {
 	Name     string
 	Labels   []string
 	Capacity int
+	// Version is reported to the server, for `gantry agents`.
+	Version string
 	// WorkDir holds job workspaces; each is removed when its job ends.
 	WorkDir string
 	// FlushInterval bounds how long output waits before it is sent; 0
@@ -63,6 +70,8 @@ type Agent struct {
 	mirrors *git.Mirrors
 	opts    Options
 	log     *slog.Logger
+	// refuse ends Run: the server refused the agent.
+	refuse func(error)
 }
 
 // New returns an agent. mirrors caches the repositories it checks out.
@@ -93,8 +102,17 @@ const markerVar = "GANTRY_AGENT_WORKDIR"
 // Run leases and runs jobs until ctx ends. Cancelling ctx drains: no new
 // job is leased and running jobs finish; cancel jobCtx to stop them too.
 // It first clears what a crashed predecessor on the same work directory
-// left: its step processes and its workspaces.
-func (a *Agent) Run(ctx, jobCtx context.Context) {
+// left: its step processes and its workspaces. It returns an error wrapping
+// ErrRefused when the server refused the agent, after stopping its jobs.
+func (a *Agent) Run(ctx, jobCtx context.Context) error {
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	jobCtx, stopJobs := context.WithCancelCause(jobCtx)
+	defer stopJobs(nil)
+	a.refuse = func(err error) {
+		refuse(err)
+		stopJobs(err)
+	}
 	if n := reapOrphans(a.opts.WorkDir); n > 0 {
 		a.log.LogAttrs(ctx, slog.LevelWarn, "stopped processes a previous agent left running", slog.Int("process_groups", n))
 	}
@@ -110,7 +128,12 @@ func (a *Agent) Run(ctx, jobCtx context.Context) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				as, err := a.server.Lease(ctx, a.opts.Name, a.opts.Labels)
+				as, err := a.server.Lease(ctx, &store.Agent{Name: a.opts.Name, Labels: a.opts.Labels,
+					Capacity: a.opts.Capacity, Version: a.opts.Version})
+				if errors.Is(err, ErrRefused) {
+					a.refuse(err)
+					return
+				}
 				if err != nil {
 					if ctx.Err() == nil {
 						a.log.LogAttrs(ctx, slog.LevelWarn, "lease", slog.Any("err", err))
@@ -126,6 +149,10 @@ func (a *Agent) Run(ctx, jobCtx context.Context) {
 		}()
 	}
 	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, ErrRefused) {
+		return cause
+	}
+	return nil
 }
 
 // errLost is the cause of a job stopped because the server took it away.
@@ -143,6 +170,11 @@ func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 			cancel(errLost)
 			return true
 		}
+		if errors.Is(err, ErrRefused) {
+			a.refuse(err)
+			cancel(errLost)
+			return true
+		}
 		if err != nil {
 			log.LogAttrs(bg, slog.LevelWarn, "report to server", slog.Any("err", err))
 		}
@@ -156,7 +188,8 @@ func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		t := time.NewTicker(min(as.LeaseTTL/3, time.Second))
+		// Often enough that a cancel reaches the step within a second.
+		t := time.NewTicker(min(as.LeaseTTL/3, 500*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
@@ -177,7 +210,7 @@ func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 	// its lease expired: try a few times before giving up.
 	for try, wait := 1, 100*time.Millisecond; ; try, wait = try+1, wait*2 {
 		err := a.server.Finish(bg, as, res)
-		if err == nil || errors.Is(err, store.ErrStaleLease) {
+		if err == nil || errors.Is(err, store.ErrStaleLease) || errors.Is(err, ErrRefused) {
 			break
 		}
 		if try == 6 {

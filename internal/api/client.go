@@ -20,6 +20,9 @@ type Client struct {
 	Server string
 	Token  string
 	HTTP   *http.Client
+	// Agent marks the client as an agent: it sends the agent protocol
+	// version with every request.
+	Agent bool
 }
 
 // StatusError is an error answer from the server.
@@ -56,29 +59,41 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Agent {
+		req.Header.Set(protocolHeader, AgentProtocol)
+	}
 	return req, nil
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+// Do makes one call: body is sent as JSON and the answer decoded into out
+// unless it is 204 No Content. It returns the status, and a *StatusError
+// for answers of 300 and above.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) (int, error) {
 	req, err := c.request(ctx, method, path, body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	if err := checkStatus(resp); err != nil {
-		return err
+		return resp.StatusCode, err
 	}
-	if out == nil {
-		return nil
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection
+		return resp.StatusCode, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
-	return nil
+	return resp.StatusCode, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	_, err := c.Do(ctx, method, path, body, out)
+	return err
 }
 
 func checkStatus(resp *http.Response) error {
@@ -207,4 +222,34 @@ func (c *Client) FollowLogs(ctx context.Context, id int64, job string, fn func(L
 		return nil, err
 	}
 	return nil, errors.New("log stream ended before the build finished")
+}
+
+// CreateAgentToken creates an agent token; the answer holds its secret.
+func (c *Client) CreateAgentToken(ctx context.Context, t NewAgentToken) (*AgentToken, error) {
+	var out AgentToken
+	return &out, c.do(ctx, "POST", "/api/v1/agent-tokens", t, &out)
+}
+
+// AgentTokens lists agent tokens, revoked ones included.
+func (c *Client) AgentTokens(ctx context.Context) ([]AgentToken, error) {
+	var out []AgentToken
+	return out, c.do(ctx, "GET", "/api/v1/agent-tokens", nil, &out)
+}
+
+// RevokeAgentToken revokes an agent token; its agents' jobs go elsewhere.
+func (c *Client) RevokeAgentToken(ctx context.Context, id int64) (*AgentToken, error) {
+	var out AgentToken
+	return &out, c.do(ctx, "POST", fmt.Sprintf("/api/v1/agent-tokens/%d/revoke", id), nil, &out)
+}
+
+// Agents lists the agents the server knows.
+func (c *Client) Agents(ctx context.Context) ([]Agent, error) {
+	var out []Agent
+	return out, c.do(ctx, "GET", "/api/v1/agents", nil, &out)
+}
+
+// Queue lists the jobs that wait, with why.
+func (c *Client) Queue(ctx context.Context) ([]QueuedJob, error) {
+	var out []QueuedJob
+	return out, c.do(ctx, "GET", "/api/v1/queue", nil, &out)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/plan"
+	"github.com/gantry-ci/gantry/internal/queue"
 	"github.com/gantry-ci/gantry/internal/spec"
 	"github.com/gantry-ci/gantry/internal/store"
 )
@@ -33,6 +34,11 @@ type Handler struct {
 	Mirrors *git.Mirrors
 	Broker  *logstream.Broker
 	Log     *slog.Logger
+	// Queue hands jobs to remote agents and knows them.
+	Queue *queue.Dispatcher
+	// LongPoll is how long an idle agent's request for work is held; 0
+	// means queue.LongPoll.
+	LongPoll time.Duration
 
 	reqID atomic.Int64
 }
@@ -70,23 +76,40 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	route("POST /api/v1/builds/{id}/retry", h.retry)
 	route("GET /api/v1/builds/{id}/logs", h.logs)
 	route("GET /api/v1/events", h.events)
+	h.registerAgents(mux)
 }
 
 // adapt turns a handler that returns an error into an http.Handler: this
-// is the one place errors become statuses.
+// is the one place errors become statuses. With auth, it takes an API
+// token.
 func (h *Handler) adapt(fn func(w http.ResponseWriter, r *http.Request) error, auth bool) http.Handler {
+	if !auth {
+		return h.handle(func(w http.ResponseWriter, r *http.Request) error { return fn(w, r) })
+	}
+	return h.adaptKind(store.TokenAPI, func(w http.ResponseWriter, r *http.Request, _ *store.Token) error { return fn(w, r) })
+}
+
+// adaptKind is adapt for a handler that takes a token of one kind.
+func (h *Handler) adaptKind(kind string, fn func(w http.ResponseWriter, r *http.Request, tok *store.Token) error) http.Handler {
+	return h.handle(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := h.authenticate(r, kind)
+		if err != nil {
+			return err
+		}
+		if kind == store.TokenAgent {
+			if v := r.Header.Get(protocolHeader); v != AgentProtocol {
+				return badRequestf("agent protocol %q: this server speaks version %s; run an agent of the server's version", v, AgentProtocol)
+			}
+		}
+		return fn(w, r, tok)
+	})
+}
+
+func (h *Handler) handle(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := error(nil)
-		if auth {
-			err = h.authenticate(r)
+		if err := fn(w, r); err != nil {
+			WriteError(w, r, h.Log, err, &h.reqID)
 		}
-		if err == nil {
-			err = fn(w, r)
-		}
-		if err == nil {
-			return
-		}
-		WriteError(w, r, h.Log, err, &h.reqID)
 	})
 }
 
@@ -103,6 +126,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit)
 	case errors.Is(err, errUnauthorized):
 		status, msg = http.StatusUnauthorized, err.Error()
+	case errors.As(err, new(*forbidden)):
+		status, msg = http.StatusForbidden, err.Error()
+	case errors.Is(err, store.ErrStaleLease):
+		// The agent must stop the job: the message is what it logs.
+		status, msg = http.StatusConflict, staleLease
 	case errors.Is(err, store.ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
 	case errors.Is(err, build.ErrNotFinished):
@@ -123,18 +151,29 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	WriteJSON(w, status, Error{Error: msg, RequestID: id})
 }
 
-func (h *Handler) authenticate(r *http.Request) error {
+// staleLease is the message of a 409 to an agent call: the job was taken
+// away from the agent.
+const staleLease = "lease is no longer held: the job was cancelled or handed to another agent"
+
+// authenticate returns the request's token when it is valid and of kind:
+// an agent token cannot call the API, nor an API token lease jobs. The
+// answer never says which part was wrong.
+func (h *Handler) authenticate(r *http.Request, kind string) (*store.Token, error) {
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || secret == "" {
-		return errUnauthorized
+		return nil, errUnauthorized
 	}
-	if _, err := h.Store.TokenByHash(r.Context(), HashToken(secret)); err != nil {
+	tok, err := h.Store.TokenByHash(r.Context(), HashToken(secret))
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errUnauthorized
+			return nil, errUnauthorized
 		}
-		return err
+		return nil, err
 	}
-	return nil
+	if tok.Kind != kind || !tok.RevokedAt.IsZero() {
+		return nil, errUnauthorized
+	}
+	return tok, nil
 }
 
 // WriteJSON answers with v as indented JSON.
@@ -151,8 +190,13 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
-func readJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+func readJSON(r *http.Request, v any) error { return readJSONMax(r, v, 1<<20) }
+
+// readJSONLarge reads an agent's batch of log output.
+func readJSONLarge(r *http.Request, v any) error { return readJSONMax(r, v, 16<<20) }
+
+func readJSONMax(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

@@ -442,14 +442,41 @@ func expired(j *store.Job, token int64, now time.Time) bool {
 
 // Requeue hands a job whose lease (token) expired to another agent.
 func (s *Service) Requeue(ctx context.Context, buildID, jobID, token int64, reason string) error {
+	return s.requeue(ctx, buildID, jobID, reason, func(j *store.Job, now time.Time) bool { return expired(j, token, now) })
+}
+
+// Withdraw takes a job from its agent at once, whether or not its lease
+// ran out (the agent's token was revoked): the job is queued for another
+// agent when requeue, else it fails with reason. Fenced by token, like
+// every write about a lease.
+func (s *Service) Withdraw(ctx context.Context, buildID, jobID, token int64, reason string, requeue bool) error {
+	held := func(j *store.Job, _ time.Time) bool { return j.Status == store.StatusRunning && j.LeaseToken == token }
+	if requeue {
+		return s.requeue(ctx, buildID, jobID, reason, held)
+	}
 	return s.update(ctx, buildID, func(b *store.Build) error {
+		now := time.Now()
 		for _, j := range b.Jobs {
-			if j.ID == jobID && expired(j, token, time.Now()) {
-				j.Status, j.Reason, j.QueuedAt = store.StatusQueued, reason, time.Now()
+			if j.ID == jobID && held(j, now) {
+				j.Status, j.Reason, j.FinishedAt = store.StatusError, reason, now
+				j.LeaseExpires = time.Time{}
+				endSteps(j, store.StatusError, reason, now)
+			}
+		}
+		return s.advanceStored(b, now)
+	})
+}
+
+func (s *Service) requeue(ctx context.Context, buildID, jobID int64, reason string, ok func(j *store.Job, now time.Time) bool) error {
+	return s.update(ctx, buildID, func(b *store.Build) error {
+		now := time.Now()
+		for _, j := range b.Jobs {
+			if j.ID == jobID && ok(j, now) {
+				j.Status, j.Reason, j.QueuedAt = store.StatusQueued, reason, now
 				j.Agent, j.LeaseExpires, j.Steps = "", time.Time{}, nil
 			}
 		}
-		summarize(b, time.Now())
+		summarize(b, now)
 		return nil
 	})
 }
@@ -578,10 +605,12 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 }
 
 // Recover puts every build back into a true state after the server
-// stopped without draining: jobs that were running end as error with the
-// reason "server restarted", and the graph decides what runs next; queued
-// builds stay queued.
-func (s *Service) Recover(ctx context.Context) error {
+// stopped without draining: jobs that were running on its built-in agent
+// (named agent) end as error with the reason "server restarted", and the
+// graph decides what runs next; queued builds stay queued. Jobs of other
+// agents are left to them: a live agent goes on heartbeating, a dead one's
+// lease runs out.
+func (s *Service) Recover(ctx context.Context, agent string) error {
 	ids, err := s.store.BuildIDs(ctx, store.StatusQueued, store.StatusRunning)
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
@@ -595,7 +624,9 @@ func (s *Service) Recover(ctx context.Context) error {
 			}
 			now := time.Now()
 			for _, j := range b.Jobs {
-				if j.Status == store.StatusRunning {
+				// Jobs of remote agents go on; if their agent is gone
+				// too, their leases run out.
+				if j.Status == store.StatusRunning && j.Agent == agent {
 					j.Status, j.Reason, j.FinishedAt = store.StatusError, "server restarted", now
 					j.LeaseExpires = time.Time{}
 					endSteps(j, store.StatusError, "server restarted", now)

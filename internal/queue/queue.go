@@ -57,10 +57,26 @@ type Dispatcher struct {
 	opts   Options
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	wake   chan struct{}       // closed and replaced by Notify
-	agents map[string][]string // labels of each agent that has asked for work
+	mu      sync.Mutex
+	wake    chan struct{}         // closed and replaced by Notify
+	agents  map[string]*seenAgent // agents that asked this server for work
+	waiting map[string]int        // agent name -> its calls blocked in Lease now
 }
+
+// seenAgent is an agent as this server last saw it.
+type seenAgent struct {
+	store.Agent
+	saved time.Time // when it was last written to the store
+}
+
+// Online is how recently an agent must have asked for work or sent a
+// heartbeat to count as online. An idle remote agent asks at least every
+// LongPoll.
+const Online = 60 * time.Second
+
+// LongPoll is how long the server holds an idle agent's request for work
+// before it answers "nothing" and the agent asks again.
+const LongPoll = 25 * time.Second
 
 // New returns a Dispatcher over st.
 func New(st store.Store, builds *build.Service, log *slog.Logger, opts Options) *Dispatcher {
@@ -70,7 +86,8 @@ func New(st store.Store, builds *build.Service, log *slog.Logger, opts Options) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{store: st, builds: builds, opts: opts, log: log, wake: make(chan struct{}), agents: map[string][]string{}}
+	return &Dispatcher{store: st, builds: builds, opts: opts, log: log, wake: make(chan struct{}),
+		agents: map[string]*seenAgent{}, waiting: map[string]int{}}
 }
 
 // Notify wakes every agent waiting in Lease: jobs may have been queued.
@@ -87,12 +104,57 @@ func (d *Dispatcher) waitChan() <-chan struct{} {
 	return d.wake
 }
 
-// Lease blocks until a queued job fits an agent with these labels, and
-// hands it out; it returns ctx's error when ctx ends first.
-func (d *Dispatcher) Lease(ctx context.Context, agent string, labels []string) (*Assignment, error) {
+// Seen records that an agent is alive and what it says of itself; it
+// writes to the store at most every few seconds per agent.
+func (d *Dispatcher) Seen(ctx context.Context, a *store.Agent) {
 	d.mu.Lock()
-	d.agents[agent] = labels
+	prev := d.agents[a.Name]
+	if prev == nil {
+		prev = &seenAgent{}
+		d.agents[a.Name] = prev
+	}
+	changed := !slices.Equal(prev.Labels, a.Labels) || prev.Capacity != a.Capacity || prev.Version != a.Version ||
+		prev.Draining != a.Draining || prev.TokenID != a.TokenID
+	due := changed || time.Since(prev.saved) > 5*time.Second
+	prev.Agent = *a
+	prev.LastSeen = time.Now()
+	if due {
+		prev.saved = time.Now()
+	}
 	d.mu.Unlock()
+	if due {
+		if err := d.store.SaveAgent(ctx, a); err != nil && ctx.Err() == nil {
+			d.log.LogAttrs(ctx, slog.LevelWarn, "save agent", slog.String("agent", a.Name), slog.Any("err", err))
+		}
+	}
+}
+
+// seenByName returns what this server knows of an agent, or nil.
+func (d *Dispatcher) seenByName(name string) *store.Agent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a := d.agents[name]; a != nil {
+		c := a.Agent
+		return &c
+	}
+	return nil
+}
+
+// Lease blocks until a queued job fits the agent's labels, and hands it
+// out; it returns ctx's error when ctx ends first.
+func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment, error) {
+	d.Seen(ctx, self)
+	d.mu.Lock()
+	d.waiting[self.Name]++
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		if d.waiting[self.Name]--; d.waiting[self.Name] <= 0 {
+			delete(d.waiting, self.Name)
+		}
+		d.mu.Unlock()
+	}()
+	agent, labels := self.Name, self.Labels
 	for {
 		// Take the wake channel before looking, so a Notify between the
 		// look and the wait is not lost.
@@ -139,6 +201,38 @@ func (d *Dispatcher) assignment(b *store.Build, j *store.Job) (*Assignment, erro
 // stop the job: it was cancelled or handed to someone else.
 func (d *Dispatcher) Heartbeat(ctx context.Context, a *Assignment) error {
 	return d.store.Renew(ctx, a.JobID, a.Token, d.opts.LeaseTTL)
+}
+
+// Withdraw takes every running job of the agents that used an agent token
+// away from them at once (the token was revoked): each goes to another
+// agent, up to Retries times, or fails.
+func (d *Dispatcher) Withdraw(ctx context.Context, tokenID int64, reason string) error {
+	agents, err := d.store.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for _, a := range agents {
+		if a.TokenID == tokenID {
+			names[a.Name] = true
+		}
+	}
+	jobs, err := d.store.RunningJobs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		if !names[j.Agent] {
+			continue
+		}
+		d.log.LogAttrs(ctx, slog.LevelWarn, "job withdrawn", slog.Int64("build", j.BuildID), slog.String("job", j.Name),
+			slog.String("agent", j.Agent), slog.String("reason", reason))
+		if err := d.builds.Withdraw(ctx, j.BuildID, j.ID, j.LeaseToken, reason, j.Attempt <= d.opts.Retries); err != nil {
+			return err
+		}
+	}
+	d.Notify()
+	return nil
 }
 
 // Started records that the agent began the job.
@@ -232,12 +326,61 @@ func (d *Dispatcher) expire(ctx context.Context) error {
 	return nil
 }
 
-// noAgent prefixes the reason of a queued job no known agent can take.
+// noAgent prefixes the reason of a queued job no online agent can take.
 const noAgent = "waiting: no agent has labels "
 
-// explain gives every queued job that no agent seen so far can take the
-// reason, so a `runs-on: [ubuntu-latest]` says why it waits rather than
-// waiting in silence.
+// AgentState is an agent as `gantry agents` shows it.
+type AgentState struct {
+	store.Agent
+	// State is idle, busy, draining or offline.
+	State string
+	// Running are the agent's running jobs.
+	Running []*store.Job
+}
+
+// Agents returns every agent known to the store with its state and jobs.
+func (d *Dispatcher) Agents(ctx context.Context) ([]*AgentState, error) {
+	agents, err := d.store.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := d.store.RunningJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*AgentState{}
+	var out []*AgentState
+	for _, a := range agents {
+		if mine := d.seenByName(a.Name); mine != nil && mine.LastSeen.After(a.LastSeen) {
+			a.LastSeen = mine.LastSeen
+		}
+		st := &AgentState{Agent: *a}
+		byName[a.Name] = st
+		out = append(out, st)
+	}
+	for _, j := range jobs {
+		if st := byName[j.Agent]; st != nil {
+			st.Running = append(st.Running, j)
+		}
+	}
+	for _, st := range out {
+		switch {
+		case time.Since(st.LastSeen) > Online && len(st.Running) == 0:
+			st.State = "offline"
+		case st.Draining:
+			st.State = "draining"
+		case len(st.Running) >= max(st.Capacity, 1):
+			st.State = "busy"
+		default:
+			st.State = "idle"
+		}
+	}
+	return out, nil
+}
+
+// explain gives every queued job that no online agent can take right now
+// the reason, so a `runs-on: [gpu]` says why it waits rather than waiting
+// in silence.
 func (d *Dispatcher) explain(ctx context.Context) error {
 	builds, err := d.store.Builds(ctx, store.BuildFilter{Status: store.StatusQueued, Limit: 500})
 	if err != nil {
@@ -247,43 +390,61 @@ func (d *Dispatcher) explain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	agents := make([][]string, 0, len(d.agents))
-	for _, l := range d.agents {
-		agents = append(agents, l)
-	}
-	d.mu.Unlock()
+	var queued []*store.Job
 	for _, b := range append(builds, builds2...) {
 		for _, j := range b.Jobs {
-			if j.Status != store.StatusQueued {
-				continue
+			if j.Status == store.StatusQueued {
+				queued = append(queued, j)
 			}
-			reason := ""
-			if !anyFits(agents, j.RunsOn) {
-				reason = fmt.Sprintf("%s[%s]", noAgent, strings.Join(j.RunsOn, " "))
-			}
-			if reason != j.Reason && (reason != "" || strings.HasPrefix(j.Reason, noAgent)) {
-				if err := d.builds.Explain(ctx, b.ID, j.ID, reason); err != nil {
-					return err
-				}
+		}
+	}
+	if len(queued) == 0 {
+		return nil
+	}
+	agents, err := d.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, j := range queued {
+		reason := Reason(agents, j.RunsOn)
+		if reason != j.Reason && (reason != "" || strings.HasPrefix(j.Reason, "waiting: ")) {
+			if err := d.builds.Explain(ctx, j.BuildID, j.ID, reason); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-func anyFits(agents [][]string, want []string) bool {
-	for _, labels := range agents {
-		fits := true
-		for _, w := range want {
-			if !slices.Contains(labels, w) {
-				fits = false
-				break
-			}
+// Reason says why a queued job with these runs-on labels waits, given the
+// agents: empty when an online agent that fits has a free slot.
+func Reason(agents []*AgentState, want []string) string {
+	fit := 0
+	for _, a := range agents {
+		if a.State == "offline" || !hasAll(a.Labels, want) {
+			continue
 		}
-		if fits {
-			return true
+		fit++
+		if a.State == "idle" {
+			return ""
 		}
 	}
-	return false
+	switch {
+	case fit == 0 && len(want) == 0:
+		return "waiting: no agent is online"
+	case fit == 0:
+		return fmt.Sprintf("%s[%s]", noAgent, strings.Join(want, " "))
+	case len(want) == 0:
+		return fmt.Sprintf("waiting: all %d online agents are busy", fit)
+	}
+	return fmt.Sprintf("waiting: all %d agents with labels [%s] are busy", fit, strings.Join(want, " "))
+}
+
+func hasAll(labels, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(labels, w) {
+			return false
+		}
+	}
+	return true
 }

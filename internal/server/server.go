@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,11 @@ type Config struct {
 	Log        *slog.Logger
 	// Out receives the one-time admin token message.
 	Out io.Writer
+	// Version is the server's version, reported by its built-in agent.
+	Version string
+	// LongPoll is how long an idle agent's request for work is held
+	// before the answer "nothing yet"; 0 means queue.LongPoll.
+	LongPoll time.Duration
 }
 
 // Server is a running Gantry server.
@@ -205,7 +211,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}})
 	s.dispatcher = dispatcher
 
-	if err := s.builds.Recover(ctx); err != nil {
+	// The built-in agent's name is this server's own: on restart it finds
+	// the jobs that died with it, and leaves those of other agents (and of
+	// other servers on the same database) alone.
+	host, _ := os.Hostname()
+	builtin := "builtin@" + host + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	if err := s.builds.Recover(ctx, builtin); err != nil {
 		st.Close()
 		return err
 	}
@@ -233,9 +244,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		jobCtx, cancelJobs := context.WithCancel(context.Background())
 		s.cancelLeases, s.cancelJobs = cancelLeases, cancelJobs
 		be := local.New(local.Options{KillGrace: s.cfg.KillGrace, Logger: s.cfg.Log})
-		host, _ := os.Hostname()
 		a := agent.New(dispatcher, be, mirrors, s.cfg.Log, agent.Options{
-			Name:     "builtin@" + host,
+			Name:     builtin,
+			Version:  s.cfg.Version,
 			Labels:   []string{runtime.GOOS, runtime.GOARCH, "builtin"},
 			Capacity: s.cfg.Agents,
 			WorkDir:  filepath.Join(s.cfg.DataDir, "work"),
@@ -243,12 +254,14 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.agents.Add(1)
 		go func() {
 			defer s.agents.Done()
-			a.Run(leaseCtx, jobCtx)
+			// The dispatcher never refuses its own agent.
+			_ = a.Run(leaseCtx, jobCtx)
 		}()
 	}
 
 	mux := http.NewServeMux()
-	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log}).Register(mux)
+	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
+		Queue: dispatcher, LongPoll: s.cfg.LongPoll}).Register(mux)
 	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
 		Webhooks: map[string]forge.Webhook{
 			"github": github.Webhook(), "gitea": gitea.Webhook(), "forgejo": gitea.Webhook(),

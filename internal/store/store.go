@@ -144,13 +144,41 @@ type LogChunk struct {
 	CreatedAt time.Time
 }
 
-// Token is an API token; only a hash of its secret is stored.
+// Token kinds: an API token acts for a person or a script on /api/v1; an
+// agent token lets one or more agents lease and run jobs, and nothing else.
+const (
+	TokenAPI   = "api"
+	TokenAgent = "agent"
+)
+
+// Token is an API or agent token; only a hash of its secret is stored.
 type Token struct {
-	ID        int64
-	Name      string
-	Hash      []byte
-	Admin     bool
+	ID    int64
+	Name  string
+	Hash  []byte
+	Admin bool
+	// Kind is TokenAPI or TokenAgent; empty is stored as TokenAPI.
+	Kind string
+	// Labels, on an agent token, are the only labels its agents may claim;
+	// empty means any.
+	Labels    []string
 	CreatedAt time.Time
+	// RevokedAt is zero while the token is valid.
+	RevokedAt time.Time
+}
+
+// Agent is an agent as last seen by any server: what it said of itself
+// when it asked for work.
+type Agent struct {
+	Name     string
+	TokenID  int64
+	Labels   []string
+	Capacity int
+	Version  string
+	// Draining is true once the agent said it takes no new jobs.
+	Draining  bool
+	FirstSeen time.Time
+	LastSeen  time.Time
 }
 
 // BuildFilter selects builds; empty fields select everything.
@@ -223,6 +251,21 @@ type Store interface {
 	TokenByHash(ctx context.Context, hash []byte) (*Token, error)
 	// CountTokens returns how many tokens exist.
 	CountTokens(ctx context.Context) (int, error)
+	// Tokens returns the tokens of one kind, oldest first, with their
+	// hashes.
+	Tokens(ctx context.Context, kind string) ([]*Token, error)
+	// RevokeToken marks a token revoked; ErrNotFound when there is no such
+	// token. Revoking a revoked token keeps its first RevokedAt.
+	RevokeToken(ctx context.Context, id int64) (*Token, error)
+
+	// SaveAgent records what an agent said of itself and sets LastSeen to
+	// now (and FirstSeen, the first time). Agents are keyed by name.
+	SaveAgent(ctx context.Context, a *Agent) error
+	// Agents returns every agent ever seen, by name.
+	Agents(ctx context.Context) ([]*Agent, error)
+	// RunningJobs returns the jobs that are running, with their lease,
+	// oldest lease first, without steps.
+	RunningJobs(ctx context.Context) ([]*Job, error)
 
 	// CountBuilds returns the number of builds in each status.
 	CountBuilds(ctx context.Context) (map[string]int, error)

@@ -175,10 +175,8 @@ func scanJob(sc interface{ Scan(...any) error }) (*store.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if runsOn != "[]" {
-		if err := json.Unmarshal([]byte(runsOn), &j.RunsOn); err != nil {
-			return nil, fmt.Errorf("job %d: runs_on: %w", j.ID, err)
-		}
+	if j.RunsOn, err = parseLabels(runsOn); err != nil {
+		return nil, fmt.Errorf("job %d: runs_on: %w", j.ID, err)
 	}
 	return j, nil
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 
 	"github.com/gantry-ci/gantry/internal/store"
@@ -93,10 +94,14 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 // when its hash exists.
 func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	created := now()
+	if t.Kind == "" {
+		t.Kind = store.TokenAPI
+	}
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO tokens (name, hash, admin, created_at) VALUES (?, ?, ?, ?) RETURNING id`,
-			t.Name, blob(t.Hash), t.Admin, nanos(created)).Scan(&id)
+		return tx.QueryRowContext(ctx, `INSERT INTO tokens (name, hash, admin, kind, labels, created_at)
+			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			t.Name, blob(t.Hash), t.Admin, t.Kind, labelsJSON(t.Labels), nanos(created)).Scan(&id)
 	})
 	if err != nil {
 		return fmt.Errorf("create token %q: %w", t.Name, translate(err))
@@ -105,16 +110,146 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	return nil
 }
 
+const tokenSelect = `SELECT id, name, hash, admin, kind, labels, created_at, revoked_at FROM tokens`
+
+func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
+	t := &store.Token{}
+	var labels string
+	if err := sc.Scan(&t.ID, &t.Name, &t.Hash, &t.Admin, &t.Kind, &labels, ts(&t.CreatedAt), ts(&t.RevokedAt)); err != nil {
+		return nil, err
+	}
+	var err error
+	t.Labels, err = parseLabels(labels)
+	return t, err
+}
+
+// parseLabels reads a JSON array of labels as labelsJSON wrote it; the
+// empty array is nil.
+func parseLabels(s string) ([]string, error) {
+	if s == "[]" || s == "" {
+		return nil, nil
+	}
+	var labels []string
+	if err := json.Unmarshal([]byte(s), &labels); err != nil {
+		return nil, fmt.Errorf("labels: %w", err)
+	}
+	return labels, nil
+}
+
 // TokenByHash returns the token with that hash, or store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
-	t := &store.Token{}
-	err := s.r.QueryRowContext(ctx, `SELECT id, name, hash, admin, created_at FROM tokens WHERE hash = ?`, blob(hash)).
-		Scan(&t.ID, &t.Name, &t.Hash, &t.Admin, ts(&t.CreatedAt))
+	t, err := scanToken(s.r.QueryRowContext(ctx, tokenSelect+` WHERE hash = ?`, blob(hash)))
 	if err != nil {
 		// The hash is a secret's digest: it stays out of the message.
 		return nil, fmt.Errorf("token by hash: %w", translate(err))
 	}
 	return t, nil
+}
+
+// Tokens returns the tokens of one kind, oldest first.
+func (s *Store) Tokens(ctx context.Context, kind string) ([]*store.Token, error) {
+	rows, err := s.r.QueryContext(ctx, tokenSelect+` WHERE kind = ? ORDER BY id`, kind)
+	if err != nil {
+		return nil, fmt.Errorf("list %s tokens: %w", kind, err)
+	}
+	defer rows.Close()
+	var ts []*store.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list %s tokens: %w", kind, err)
+		}
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s tokens: %w", kind, err)
+	}
+	return ts, nil
+}
+
+// RevokeToken marks a token revoked and returns it.
+func (s *Store) RevokeToken(ctx context.Context, id int64) (*store.Token, error) {
+	var t *store.Token
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, nanos(now()), id); err != nil {
+			return err
+		}
+		var err error
+		t, err = scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE id = ?`, id))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("revoke token %d: %w", id, translate(err))
+	}
+	return t, nil
+}
+
+// SaveAgent records what an agent said of itself.
+func (s *Store) SaveAgent(ctx context.Context, a *store.Agent) error {
+	seen := now()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO agents (name, token_id, labels, capacity, version, draining, first_seen, last_seen)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET token_id = excluded.token_id, labels = excluded.labels,
+				capacity = excluded.capacity, version = excluded.version, draining = excluded.draining,
+				last_seen = excluded.last_seen
+			RETURNING first_seen`,
+			a.Name, a.TokenID, labelsJSON(a.Labels), a.Capacity, a.Version, a.Draining, nanos(seen), nanos(seen)).
+			Scan(ts(&a.FirstSeen))
+	})
+	if err != nil {
+		return fmt.Errorf("save agent %q: %w", a.Name, translate(err))
+	}
+	a.LastSeen = seen
+	return nil
+}
+
+// Agents returns every agent ever seen, by name.
+func (s *Store) Agents(ctx context.Context) ([]*store.Agent, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, token_id, labels, capacity, version, draining, first_seen, last_seen
+		FROM agents ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	defer rows.Close()
+	var as []*store.Agent
+	for rows.Next() {
+		a := &store.Agent{}
+		var labels string
+		if err := rows.Scan(&a.Name, &a.TokenID, &labels, &a.Capacity, &a.Version, &a.Draining,
+			ts(&a.FirstSeen), ts(&a.LastSeen)); err != nil {
+			return nil, fmt.Errorf("list agents: %w", err)
+		}
+		if a.Labels, err = parseLabels(labels); err != nil {
+			return nil, fmt.Errorf("list agents: %s: %w", a.Name, err)
+		}
+		as = append(as, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	return as, nil
+}
+
+// RunningJobs returns the running jobs, oldest lease first.
+func (s *Store) RunningJobs(ctx context.Context) ([]*store.Job, error) {
+	rows, err := s.r.QueryContext(ctx, jobSelect+` WHERE status = 'running' ORDER BY lease_token`)
+	if err != nil {
+		return nil, fmt.Errorf("running jobs: %w", err)
+	}
+	defer rows.Close()
+	var js []*store.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("running jobs: %w", err)
+		}
+		js = append(js, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("running jobs: %w", err)
+	}
+	return js, nil
 }
 
 // CountTokens returns how many tokens exist.

@@ -78,6 +78,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AppendLogsStale", testAppendLogsStale},
 		{"LogsMiB", testLogsMiB},
 		{"Tokens", testTokens},
+		{"AgentTokens", testAgentTokens},
+		{"Agents", testAgents},
+		{"RunningJobs", testRunningJobs},
 		{"CountBuilds", testCountBuilds},
 	}
 	for _, tt := range tests {
@@ -1412,7 +1415,7 @@ func testTokens(t *testing.T, s store.Store) {
 		t.Errorf("CountTokens() of an empty store = %d, %v; want 0", n, err)
 	}
 	before := time.Now()
-	admin := &store.Token{Name: "admin", Hash: []byte{0, 1, 2, 0xff}, Admin: true}
+	admin := &store.Token{Name: "admin", Hash: []byte{0, 1, 2, 0xff}, Admin: true, Kind: store.TokenAPI}
 	if err := s.CreateToken(ctx, admin); err != nil {
 		t.Fatalf("CreateToken() = %v", err)
 	}
@@ -1422,6 +1425,9 @@ func testTokens(t *testing.T, s store.Store) {
 	ci := &store.Token{Name: "ci", Hash: []byte("another hash")}
 	if err := s.CreateToken(ctx, ci); err != nil {
 		t.Fatalf("CreateToken() = %v", err)
+	}
+	if ci.Kind != store.TokenAPI {
+		t.Errorf("CreateToken(no kind) set Kind %q, want %q", ci.Kind, store.TokenAPI)
 	}
 	for _, want := range []*store.Token{admin, ci} {
 		got, err := s.TokenByHash(ctx, want.Hash)
@@ -1466,5 +1472,105 @@ func testCountBuilds(t *testing.T, s store.Store) {
 	// A status no build is in may be absent or zero.
 	if diff := cmp.Diff(want, counts, cmpopts.IgnoreMapEntries(func(_ string, n int) bool { return n == 0 })); diff != "" {
 		t.Errorf("CountBuilds() (-want +got):\n%s", diff)
+	}
+}
+
+func testAgentTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	api := &store.Token{Name: "admin", Hash: []byte("api"), Admin: true}
+	gpu := &store.Token{Name: "gpu hosts", Hash: []byte("gpu"), Kind: store.TokenAgent, Labels: []string{"linux", "gpu"}}
+	anyHost := &store.Token{Name: "any host", Hash: []byte("any"), Kind: store.TokenAgent}
+	for _, tok := range []*store.Token{api, gpu, anyHost} {
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatalf("CreateToken(%s) = %v", tok.Name, err)
+		}
+	}
+	got, err := s.Tokens(ctx, store.TokenAgent)
+	if err != nil {
+		t.Fatalf("Tokens(agent) = %v", err)
+	}
+	if diff := cmp.Diff([]*store.Token{gpu, anyHost}, got, opts...); diff != "" {
+		t.Errorf("Tokens(agent) (-want +got):\n%s", diff)
+	}
+
+	before := time.Now()
+	revoked, err := s.RevokeToken(ctx, gpu.ID)
+	if err != nil {
+		t.Fatalf("RevokeToken() = %v", err)
+	}
+	if !near(revoked.RevokedAt, before) || revoked.Name != gpu.Name {
+		t.Errorf("RevokeToken() = %q revoked at %v, want %q revoked about %v", revoked.Name, revoked.RevokedAt, gpu.Name, before)
+	}
+	got1, err := s.TokenByHash(ctx, gpu.Hash)
+	if err != nil || !got1.RevokedAt.Equal(revoked.RevokedAt) {
+		t.Errorf("TokenByHash(revoked) = %+v, %v; want it with RevokedAt %v", got1, err, revoked.RevokedAt)
+	}
+	again, err := s.RevokeToken(ctx, gpu.ID)
+	if err != nil || !again.RevokedAt.Equal(revoked.RevokedAt) {
+		t.Errorf("RevokeToken() twice = %v, %v; want the first RevokedAt %v", again.RevokedAt, err, revoked.RevokedAt)
+	}
+	if _, err := s.RevokeToken(ctx, anyHost.ID+100); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeToken(no such token) = %v, want ErrNotFound", err)
+	}
+	if got, err := s.TokenByHash(ctx, anyHost.Hash); err != nil || !got.RevokedAt.IsZero() {
+		t.Errorf("TokenByHash(another token) = %+v, %v; want it not revoked", got, err)
+	}
+}
+
+func testAgents(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if as, err := s.Agents(ctx); err != nil || len(as) != 0 {
+		t.Fatalf("Agents() of an empty store = %v, %v; want none", as, err)
+	}
+	before := time.Now()
+	b := &store.Agent{Name: "build-2", TokenID: 7, Labels: []string{"linux", "docker"}, Capacity: 4, Version: "v1"}
+	a := &store.Agent{Name: "build-1", TokenID: 7, Capacity: 1, Version: "v1"}
+	for _, ag := range []*store.Agent{b, a} {
+		if err := s.SaveAgent(ctx, ag); err != nil {
+			t.Fatalf("SaveAgent(%s) = %v", ag.Name, err)
+		}
+		if !near(ag.FirstSeen, before) || !ag.LastSeen.Equal(ag.FirstSeen) {
+			t.Errorf("SaveAgent(%s) first seen %v, last seen %v; want both about %v", ag.Name, ag.FirstSeen, ag.LastSeen, before)
+		}
+	}
+	first := b.FirstSeen
+	time.Sleep(2 * time.Millisecond)
+	b2 := &store.Agent{Name: "build-2", TokenID: 8, Labels: []string{"linux"}, Capacity: 2, Version: "v2", Draining: true}
+	if err := s.SaveAgent(ctx, b2); err != nil {
+		t.Fatalf("SaveAgent(again) = %v", err)
+	}
+	if !b2.FirstSeen.Equal(first) || !b2.LastSeen.After(first) {
+		t.Errorf("SaveAgent(again) first seen %v, last seen %v; want first seen kept (%v) and last seen later", b2.FirstSeen, b2.LastSeen, first)
+	}
+	got, err := s.Agents(ctx)
+	if err != nil {
+		t.Fatalf("Agents() = %v", err)
+	}
+	if diff := cmp.Diff([]*store.Agent{a, b2}, got, opts...); diff != "" {
+		t.Errorf("Agents() (-want +got):\n%s", diff)
+	}
+}
+
+func testRunningJobs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	newBuild(t, s, r, []*store.Job{queued("one", 0), queued("two", 1), queued("three", 2)})
+	if js, err := s.RunningJobs(ctx); err != nil || len(js) != 0 {
+		t.Fatalf("RunningJobs() with none leased = %v, %v; want none", js, err)
+	}
+	_, j1, err := s.Lease(ctx, "agent-1", nil, time.Hour)
+	if err != nil {
+		t.Fatalf("Lease() = %v", err)
+	}
+	_, j2, err := s.Lease(ctx, "agent-2", nil, time.Hour)
+	if err != nil {
+		t.Fatalf("Lease() = %v", err)
+	}
+	got, err := s.RunningJobs(ctx)
+	if err != nil {
+		t.Fatalf("RunningJobs() = %v", err)
+	}
+	if diff := cmp.Diff([]*store.Job{j1, j2}, got, opts...); diff != "" {
+		t.Errorf("RunningJobs() (-want +got):\n%s", diff)
 	}
 }
