@@ -53,12 +53,14 @@ type Build struct {
 
 // Job is a job of a build.
 type Job struct {
-	ID         int64      `json:"id"`
-	Name       string     `json:"name"`
-	Status     string     `json:"status"`
-	Reason     string     `json:"reason,omitempty"`
-	ExitCode   *int       `json:"exit_code"`
-	Agent      string     `json:"agent,omitempty"`
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+	ExitCode *int   `json:"exit_code"`
+	Agent    string `json:"agent,omitempty"`
+	// Attempt counts the times the job was handed to an agent.
+	Attempt    int        `json:"attempt"`
 	RunsOn     []string   `json:"runs_on,omitempty"`
 	StartedAt  *time.Time `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
@@ -128,7 +130,7 @@ func BuildOf(b *store.Build) Build {
 	}
 	for _, j := range b.Jobs {
 		oj := Job{ID: j.ID, Name: j.Name, Status: j.Status, Reason: j.Reason, ExitCode: exitCode(j.ExitCode, j.Status),
-			Agent: j.Agent, RunsOn: j.RunsOn, StartedAt: timePtr(j.StartedAt), FinishedAt: timePtr(j.FinishedAt), Steps: []Step{}}
+			Agent: j.Agent, Attempt: j.Attempt, RunsOn: j.RunsOn, StartedAt: timePtr(j.StartedAt), FinishedAt: timePtr(j.FinishedAt), Steps: []Step{}}
 		for _, s := range j.Steps {
 			oj.Steps = append(oj.Steps, Step{Name: s.Name, Status: s.Status, Reason: s.Reason, ExitCode: exitCode(s.ExitCode, s.Status),
 				Attempts: s.Attempts, StartedAt: timePtr(s.StartedAt), FinishedAt: timePtr(s.FinishedAt)})

@@ -1,0 +1,298 @@
+package main
+
+// End-to-end tests of remote agents: the real server, real `gantry agent`
+// processes talking to it over HTTP, and real faults (kill -9, a revoked
+// token, a cancel).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/api"
+)
+
+type testAgent struct {
+	t      *testing.T
+	name   string
+	work   string
+	cmd    *exec.Cmd
+	stderr *lockedWriter
+	done   chan struct{}
+	code   int
+}
+
+// agentToken creates an agent token on s and returns its secret.
+func (s *testServer) agentToken(name string, extra ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.cli(append([]string{"agent-token", "create", name, "--output", "json"}, extra...)...)
+	if code != 0 {
+		s.t.Fatalf("agent-token create: %s", errOut)
+	}
+	var tok api.AgentToken
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || !strings.HasPrefix(tok.Token, "gantry_agent_") {
+		s.t.Fatalf("agent-token create printed %q (%v), want a token", out, err)
+	}
+	return tok.Token
+}
+
+// startAgent starts `gantry agent` against s with its work dir in work.
+func (s *testServer) startAgent(name, token, work string, extra ...string) *testAgent {
+	s.t.Helper()
+	a := &testAgent{t: s.t, name: name, work: work, stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
+	args := append([]string{"agent", "--server", s.url, "--token", token, "--name", name, "--work", work,
+		"--capacity", "1", "--kill-grace", "2s"}, extra...)
+	a.cmd = exec.Command("gantry", args...)
+	a.cmd.Stdout, a.cmd.Stderr = io.Discard, a.stderr
+	if err := a.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() {
+		a.cmd.Wait()
+		a.code = a.cmd.ProcessState.ExitCode()
+		close(a.done)
+	}()
+	s.t.Cleanup(func() {
+		a.stop(syscall.SIGTERM)
+		if s.t.Failed() {
+			s.t.Logf("agent %s log:\n%s", name, a.stderr)
+		}
+	})
+	return a
+}
+
+func (a *testAgent) stop(sig syscall.Signal) {
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	a.cmd.Process.Signal(sig)
+	select {
+	case <-a.done:
+	case <-time.After(20 * time.Second):
+		a.cmd.Process.Kill()
+		<-a.done
+		a.t.Errorf("agent %s did not stop within 20s of %v\n%s", a.name, sig, a.stderr)
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test with what.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitLog waits until a line of build id contains want.
+func (s *testServer) waitLog(id int64, want string) {
+	s.t.Helper()
+	waitFor(s.t, 20*time.Second, fmt.Sprintf("build %d has no log line containing %q\nserver log:\n%s", id, want, s.stderr), func() bool {
+		lines, _ := s.client().Logs(context.Background(), id, "")
+		for _, l := range lines {
+			if strings.Contains(l.Line, want) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// alive reports whether the process whose PID a step wrote to path runs.
+func alive(t *testing.T, path string) bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("step wrote no PID: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatalf("PID file %s: %v", path, err)
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// The job sleeps on an agent whose work dir has a file "slow" beside it,
+// and passes at once on any other: killing the slow agent mid-job shows
+// the job handed to the other.
+const failoverPipeline = `
+jobs:
+  deploy:
+    steps:
+      - run: |
+          agent=$(basename "$(dirname "$GANTRY_AGENT_WORKDIR")")
+          echo "attempt on $agent"
+          if [ -e "$GANTRY_AGENT_WORKDIR/../slow" ]; then
+            echo $$ > "$GANTRY_AGENT_WORKDIR/../step.pid"
+            sleep 60
+          fi
+          echo "finished on $agent"
+`
+
+func TestAgentKilledMidJob(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": failoverPipeline})
+	s := startServer(t, t.TempDir(), "--agents", "0", "--lease-ttl", "2s")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+
+	// No agent yet: the queue says so.
+	waitFor(t, 10*time.Second, "gantry queue does not say that no agent is online", func() bool {
+		out, _, _ := s.cli("queue")
+		return strings.Contains(out, "deploy") && strings.Contains(out, "waiting: no agent is online")
+	})
+
+	token := s.agentToken("ci")
+	root := t.TempDir()
+	slowWork := filepath.Join(root, "slow-agent")
+	os.MkdirAll(slowWork, 0o700)
+	os.WriteFile(filepath.Join(root, "slow-agent", "slow"), nil, 0o600)
+	slow := s.startAgent("slow", token, slowWork)
+	s.waitLog(id, "attempt on slow-agent")
+
+	out, _, _ := s.cli("agents")
+	if !strings.Contains(out, "slow") || !strings.Contains(out, "busy") || !strings.Contains(out, fmt.Sprintf("#%d deploy", id)) {
+		t.Errorf("gantry agents does not show the slow agent busy with the job:\n%s", out)
+	}
+
+	slow.stop(syscall.SIGKILL)
+	s.startAgent("fast", token, filepath.Join(root, "fast-agent"))
+	b := s.waitBuild(id, 30*time.Second)
+	if b.Status != "success" || b.Jobs[0].Attempt != 2 || b.Jobs[0].Agent != "fast" {
+		t.Errorf("build = %s, job attempt %d on %q; want success on attempt 2 on fast\nserver log:\n%s", b.Status, b.Jobs[0].Attempt, b.Jobs[0].Agent, s.stderr)
+	}
+	lines, err := s.client().Logs(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Line)
+	}
+	if !strings.Contains(strings.Join(got, "\n"), "finished on fast-agent") {
+		t.Errorf("logs = %q, want the second attempt's lines", got)
+	}
+
+	// The killed agent's step outlived it; the next agent on the same
+	// work dir stops it before it takes work.
+	pidFile := filepath.Join(root, "slow-agent", "step.pid")
+	if !alive(t, pidFile) {
+		t.Fatalf("the killed agent's step is gone already; the test proves nothing")
+	}
+	s.startAgent("slow", token, slowWork)
+	waitFor(t, 10*time.Second, "the restarted agent did not stop its predecessor's step", func() bool { return !alive(t, pidFile) })
+	waitFor(t, 10*time.Second, "gantry agents does not list both agents idle", func() bool {
+		out, _, _ := s.cli("agents")
+		return strings.Count(out, "idle") == 2
+	})
+}
+
+func TestAgentTokenRevokedMidJob(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": failoverPipeline})
+	s := startServer(t, t.TempDir(), "--agents", "0")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "slow-agent"), 0o700)
+	os.WriteFile(filepath.Join(root, "slow-agent", "slow"), nil, 0o600)
+	doomed := s.startAgent("doomed", s.agentToken("doomed"), filepath.Join(root, "slow-agent"))
+	s.waitLog(id, "attempt on slow-agent")
+
+	out, errOut, code := s.cli("agent-token", "list", "--output", "json")
+	var toks []api.AgentToken
+	if code != 0 || json.Unmarshal([]byte(out), &toks) != nil || len(toks) != 1 || toks[0].Name != "doomed" || toks[0].Token != "" {
+		t.Fatalf("agent-token list = %s %s; want the one token, without its secret", out, errOut)
+	}
+	if _, errOut, code := s.cli("agent-token", "revoke", fmt.Sprint(toks[0].ID)); code != 0 {
+		t.Fatalf("agent-token revoke: %s", errOut)
+	}
+	// The revoked agent's job is taken from it at once, its step stopped,
+	// and the agent ends saying why.
+	select {
+	case <-doomed.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the agent of a revoked token still runs\n%s", doomed.stderr)
+	}
+	if doomed.code != 1 || !strings.Contains(doomed.stderr.String(), "refused this agent's token") {
+		t.Errorf("revoked agent exited %d with:\n%s\nwant 1 and a message that the token was refused", doomed.code, doomed.stderr)
+	}
+	if pidFile := filepath.Join(root, "slow-agent", "step.pid"); alive(t, pidFile) {
+		t.Errorf("the revoked agent left its step running")
+	}
+	b, _ := s.client().Build(context.Background(), id)
+	if b.Jobs[0].Status != "queued" || !strings.Contains(b.Jobs[0].Reason, `agent token "doomed" was revoked`) {
+		t.Errorf("job after the revoke = %s %q; want queued again, saying the token was revoked", b.Jobs[0].Status, b.Jobs[0].Reason)
+	}
+
+	// The revoked token is refused for good; another agent finishes the job.
+	if _, err := (&api.Client{Server: s.url, Token: testToken}).Agents(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.startAgent("other", s.agentToken("other"), filepath.Join(root, "other-agent"))
+	if b := s.waitBuild(id, 30*time.Second); b.Status != "success" || b.Jobs[0].Agent != "other" {
+		t.Errorf("build = %s on %q, want success on other", b.Status, b.Jobs[0].Agent)
+	}
+}
+
+func TestAgentCancelReachesStep(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": `
+jobs:
+  long:
+    steps:
+      - run: |
+          trap 'date +%s%N > "$GANTRY_AGENT_WORKDIR/../t"; mv "$GANTRY_AGENT_WORKDIR/../t" "$GANTRY_AGENT_WORKDIR/../stopped"; exit 1' TERM
+          echo started
+          sleep 60 & wait
+`})
+	s := startServer(t, t.TempDir(), "--agents", "0")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	root := t.TempDir()
+	work := filepath.Join(root, "a")
+	s.startAgent("a", s.agentToken("ci"), work, "--labels", "linux,special")
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	s.waitLog(id, "started")
+
+	cancelled := time.Now()
+	if _, errOut, code := s.cli("cancel", fmt.Sprint(id)); code != 0 {
+		t.Fatalf("cancel: %s", errOut)
+	}
+	stopped := filepath.Join(work, "stopped")
+	waitFor(t, 10*time.Second, "the step never got SIGTERM", func() bool {
+		_, err := os.Stat(stopped)
+		return err == nil
+	})
+	data, _ := os.ReadFile(stopped)
+	ns, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	took := time.Unix(0, ns).Sub(cancelled)
+	t.Logf("cancel reached the step %v after the request", took)
+	// The issue asks for 1 s; the margin keeps a loaded CI machine green.
+	if took > 2*time.Second {
+		t.Errorf("cancel reached the step %v after the request, want about a second at most", took)
+	}
+	if b := s.waitBuild(id, 10*time.Second); b.Status != "cancelled" {
+		t.Errorf("build = %s, want cancelled", b.Status)
+	}
+}
