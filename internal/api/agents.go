@@ -378,4 +378,3 @@ func unfinishedNeeds(b *store.Build, pl *plan.Plan, job string) []string {
 	}
 	return names
 }
-
