@@ -296,3 +296,55 @@ jobs:
 		t.Errorf("build = %s, want cancelled", b.Status)
 	}
 }
+
+func TestLocksTakeTurns(t *testing.T) {
+	t.Parallel()
+	gate := t.TempDir()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": fmt.Sprintf(`
+jobs:
+  deploy:
+    locks: [staging]
+    steps:
+      - run: |
+          echo "deploying $GANTRY_BRANCH"
+          while [ ! -e %s/open-$GANTRY_BRANCH ]; do sleep 0.05; done
+  migrate:
+    locks: [database]
+    steps: ["true"]
+`, gate)})
+	s := startServer(t, t.TempDir(), "--agents", "3")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	if out, errOut, code := s.cli("lock", "add", "staging", "--capacity", "1"); code != 0 || !strings.Contains(out, "added lock staging") {
+		t.Fatalf("lock add = %d %s %s", code, out, errOut)
+	}
+	first := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	s.waitLog(first, "deploying main")
+	second := s.send(pushDelivery(t, "github", "acme/app", "dev", sha, "d2", "k")).body.Builds[0].ID
+
+	waitFor(t, 10*time.Second, "gantry queue does not say why each job waits", func() bool {
+		out, _, _ := s.cli("queue")
+		return strings.Contains(out, fmt.Sprintf("waiting for lock staging held by build %d", first)) &&
+			strings.Contains(out, "waiting for lock database, which does not exist")
+	})
+	if out, _, _ := s.cli("lock", "list"); !strings.Contains(out, fmt.Sprintf("staging  1/1   #%d deploy", first)) {
+		t.Errorf("gantry lock list does not show build %d holding staging:\n%s", first, out)
+	}
+	if _, errOut, code := s.cli("lock", "add", "database"); code != 0 {
+		t.Fatal(errOut)
+	}
+	os.WriteFile(filepath.Join(gate, "open-main"), nil, 0o600)
+	if b := s.waitBuild(first, 20*time.Second); b.Status != "success" {
+		t.Fatalf("first build = %s, want success", b.Status)
+	}
+	s.waitLog(second, "deploying dev")
+	os.WriteFile(filepath.Join(gate, "open-dev"), nil, 0o600)
+	if b := s.waitBuild(second, 20*time.Second); b.Status != "success" {
+		t.Errorf("second build = %s, want success", b.Status)
+	}
+	_, errOut, code := s.cli("lock", "add", "bad name")
+	if code != 1 || !strings.Contains(errOut, `lock name "bad name"`) {
+		t.Errorf("lock add with a space = %d %q, want 1 and a message naming the lock", code, errOut)
+	}
+}

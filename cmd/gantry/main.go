@@ -43,6 +43,7 @@ func commands() []command {
 		{"agent-token", "create, list or revoke agent tokens (agent-token create|list|revoke)", agentTokenCmd},
 		{"agents", "list agents with their state and jobs", agentsCmd},
 		{"queue", "list waiting jobs and why they wait", queueCmd},
+		{"lock", "add, list or remove locks: resource pools jobs take turns on (lock add|list|rm)", lockCmd},
 		{"version", "print the version", versionCmd},
 	}
 }
@@ -80,7 +81,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Gantry: build, test and deploy every commit, from one binary.")
 	fmt.Fprintln(w, "\nUsage:\n  gantry COMMAND [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'gantry COMMAND --help' for a command's flags.")
 	fmt.Fprintln(w, "\nExit codes: 0 success, 1 a job failed or the pipeline is invalid, 2 usage error, 130 interrupted.")

@@ -111,6 +111,21 @@ type QueuedJob struct {
 	Reason      string    `json:"reason"`
 }
 
+// Lock is a resource pool as the API shows it.
+type Lock struct {
+	Name      string    `json:"name"`
+	Capacity  int       `json:"capacity"`
+	CreatedAt time.Time `json:"created_at"`
+	// Holders are the running jobs that hold a unit.
+	Holders []RunningJob `json:"holders"`
+}
+
+// NewLock is the body of POST /api/v1/locks.
+type NewLock struct {
+	Name     string `json:"name"`
+	Capacity int    `json:"capacity"`
+}
+
 // forbidden is a request the caller's token may not make.
 type forbidden struct{ msg string }
 
@@ -131,6 +146,9 @@ func (h *Handler) registerAgents(mux *http.ServeMux) {
 	route("POST /api/v1/agent-tokens/{id}/revoke", h.revokeAgentToken)
 	route("GET /api/v1/agents", h.listAgents)
 	route("GET /api/v1/queue", h.listQueue)
+	route("POST /api/v1/locks", h.addLock)
+	route("GET /api/v1/locks", h.listLocks)
+	route("DELETE /api/v1/locks/{name}", h.deleteLock)
 }
 
 // leaseKey binds a lease to the agent token it was handed to.
@@ -377,4 +395,53 @@ func unfinishedNeeds(b *store.Build, pl *plan.Plan, job string) []string {
 		}
 	}
 	return names
+}
+
+func (h *Handler) addLock(w http.ResponseWriter, r *http.Request) error {
+	var req NewLock
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if !validLabel(req.Name) {
+		return badRequestf("lock name %q: want 1 to 64 characters without spaces, commas or brackets", req.Name)
+	}
+	if req.Capacity < 1 || req.Capacity > 100000 {
+		return badRequestf("lock %s: capacity %d: want 1 to 100000", req.Name, req.Capacity)
+	}
+	l := &store.Lock{Name: req.Name, Capacity: req.Capacity}
+	if err := h.Store.CreateLock(r.Context(), l); err != nil {
+		return err
+	}
+	h.Queue.Notify() // jobs may have waited for it to exist
+	return WriteJSON(w, http.StatusCreated, Lock{Name: l.Name, Capacity: l.Capacity, CreatedAt: l.CreatedAt, Holders: []RunningJob{}})
+}
+
+func (h *Handler) listLocks(w http.ResponseWriter, r *http.Request) error {
+	locks, err := h.Store.Locks(r.Context())
+	if err != nil {
+		return err
+	}
+	running, err := h.Store.RunningJobs(r.Context())
+	if err != nil {
+		return err
+	}
+	out := []Lock{}
+	for _, l := range locks {
+		v := Lock{Name: l.Name, Capacity: l.Capacity, CreatedAt: l.CreatedAt, Holders: []RunningJob{}}
+		for _, j := range running {
+			if slices.Contains(j.Locks, l.Name) {
+				v.Holders = append(v.Holders, RunningJob{BuildID: j.BuildID, Job: j.Name, Attempt: j.Attempt, Since: j.StartedAt})
+			}
+		}
+		out = append(out, v)
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) deleteLock(w http.ResponseWriter, r *http.Request) error {
+	if err := h.Store.DeleteLock(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

@@ -253,3 +253,20 @@ func (c *Client) Queue(ctx context.Context) ([]QueuedJob, error) {
 	var out []QueuedJob
 	return out, c.do(ctx, "GET", "/api/v1/queue", nil, &out)
 }
+
+// AddLock creates a resource pool.
+func (c *Client) AddLock(ctx context.Context, l NewLock) (*Lock, error) {
+	var out Lock
+	return &out, c.do(ctx, "POST", "/api/v1/locks", l, &out)
+}
+
+// Locks lists resource pools with the jobs that hold them.
+func (c *Client) Locks(ctx context.Context) ([]Lock, error) {
+	var out []Lock
+	return out, c.do(ctx, "GET", "/api/v1/locks", nil, &out)
+}
+
+// DeleteLock removes a resource pool.
+func (c *Client) DeleteLock(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/api/v1/locks/"+url.PathEscape(name), nil, nil)
+}

@@ -195,7 +195,7 @@ func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *s
 	}
 	pl := plan.New(p, pt)
 	for i, j := range pl.Jobs {
-		b.Jobs = append(b.Jobs, &store.Job{Name: j.Name, Position: i, Status: store.StatusPending, RunsOn: j.RunsOn, ExitCode: -1})
+		b.Jobs = append(b.Jobs, &store.Job{Name: j.Name, Position: i, Status: store.StatusPending, RunsOn: j.RunsOn, Locks: j.Locks, ExitCode: -1})
 	}
 	advance(b, pl, time.Now())
 	return p
@@ -588,7 +588,7 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 		}
 		now := time.Now()
 		for i, pj := range pl.Jobs {
-			j := &store.Job{Name: pj.Name, Position: i, Status: store.StatusPending, RunsOn: pj.RunsOn, ExitCode: -1}
+			j := &store.Job{Name: pj.Name, Position: i, Status: store.StatusPending, RunsOn: pj.RunsOn, Locks: pj.Locks, ExitCode: -1}
 			if p := prev[pj.Name]; failedOnly && p != nil && p.Status == store.StatusSuccess {
 				j.Status, j.Reason, j.ExitCode = store.StatusSuccess, fmt.Sprintf("passed in build %d", old.Number), p.ExitCode
 				j.StartedAt, j.FinishedAt, j.Steps = p.StartedAt, p.FinishedAt, p.Steps

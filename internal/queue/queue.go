@@ -7,6 +7,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -405,15 +406,117 @@ func (d *Dispatcher) explain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	lw, err := d.lockWaits(ctx, queued)
+	if err != nil {
+		return err
+	}
 	for _, j := range queued {
-		reason := Reason(agents, j.RunsOn)
-		if reason != j.Reason && (reason != "" || strings.HasPrefix(j.Reason, "waiting: ")) {
+		reason := lw.reason(j)
+		if reason == "" {
+			reason = Reason(agents, j.RunsOn)
+		}
+		if reason != j.Reason && (reason != "" || strings.HasPrefix(j.Reason, "waiting")) {
 			if err := d.builds.Explain(ctx, j.BuildID, j.ID, reason); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// lockWait is what the queue's jobs wait for on locks.
+type lockWait struct {
+	capacity map[string]int           // of each lock that exists
+	holders  map[string][]*store.Job  // running jobs holding each lock
+	ahead    map[int64]map[string]int // queued job -> lock -> jobs ahead of it in line
+}
+
+// lockWaits reads the locks and who holds them, and for every queued job
+// how many jobs are ahead of it in line for each of its locks.
+func (d *Dispatcher) lockWaits(ctx context.Context, queued []*store.Job) (*lockWait, error) {
+	lw := &lockWait{capacity: map[string]int{}, holders: map[string][]*store.Job{}, ahead: map[int64]map[string]int{}}
+	locked := false
+	for _, j := range queued {
+		locked = locked || len(j.Locks) > 0
+	}
+	if !locked {
+		return lw, nil
+	}
+	locks, err := d.store.Locks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locks {
+		lw.capacity[l.Name] = l.Capacity
+	}
+	running, err := d.store.RunningJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range running {
+		for _, l := range j.Locks {
+			lw.holders[l] = append(lw.holders[l], j)
+		}
+	}
+	inLine := slices.Clone(queued)
+	slices.SortStableFunc(inLine, func(a, b *store.Job) int {
+		if c := queuedAt(a).Compare(queuedAt(b)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	seen := map[string]int{}
+	for _, j := range inLine {
+		if len(j.Locks) == 0 {
+			continue
+		}
+		lw.ahead[j.ID] = map[string]int{}
+		for _, l := range j.Locks {
+			lw.ahead[j.ID][l] = seen[l]
+			seen[l]++
+		}
+	}
+	return lw, nil
+}
+
+func queuedAt(j *store.Job) time.Time {
+	if j.QueuedAt.IsZero() {
+		return j.CreatedAt
+	}
+	return j.QueuedAt
+}
+
+// reason says which of j's locks it waits for, or "" when it may take them
+// all.
+func (lw *lockWait) reason(j *store.Job) string {
+	for _, l := range j.Locks {
+		capacity, ok := lw.capacity[l]
+		if !ok {
+			return fmt.Sprintf("waiting for lock %s, which does not exist (gantry lock add %s --capacity N)", l, l)
+		}
+		held, ahead := lw.holders[l], lw.ahead[j.ID][l]
+		if len(held)+ahead < capacity {
+			continue
+		}
+		if ahead == 0 || len(held) >= capacity {
+			var builds []string
+			for _, h := range held {
+				builds = append(builds, fmt.Sprint(h.BuildID))
+			}
+			slices.Sort(builds)
+			builds = slices.Compact(builds)
+			noun := "build"
+			if len(builds) > 1 {
+				noun = "builds"
+			}
+			return fmt.Sprintf("waiting for lock %s held by %s %s", l, noun, strings.Join(builds, ", "))
+		}
+		if ahead == 1 {
+			return fmt.Sprintf("waiting for lock %s: 1 earlier job is in line for it", l)
+		}
+		return fmt.Sprintf("waiting for lock %s: %d earlier jobs are in line for it", l, ahead)
+	}
+	return ""
 }
 
 // Reason says why a queued job with these runs-on labels waits, given the

@@ -107,6 +107,8 @@ type Job struct {
 	Reason   string
 	ExitCode int // of the step that decided the job; -1 when none did
 	RunsOn   []string
+	// Locks are the resource pools the job holds a unit of while it runs.
+	Locks []string
 	// Agent, LeaseToken and LeaseExpires describe the lease while the job
 	// runs. LeaseToken increases with every lease of any job, so a token
 	// names one lease for ever (a fencing token).
@@ -181,6 +183,13 @@ type Agent struct {
 	LastSeen  time.Time
 }
 
+// Lock is a resource pool: at most Capacity running jobs hold it at once.
+type Lock struct {
+	Name      string
+	Capacity  int
+	CreatedAt time.Time
+}
+
 // BuildFilter selects builds; empty fields select everything.
 type BuildFilter struct {
 	Repo   string
@@ -226,10 +235,15 @@ type Store interface {
 	Update(ctx context.Context, buildID int64, fn func(b *Build) error) error
 
 	// Lease hands the oldest queued job whose RunsOn labels are all in
-	// labels to agent: it becomes running with a new LeaseToken, an
-	// Attempt one higher, and LeaseExpires = now + ttl. It returns the job
-	// and its build (with jobs, without steps), or ErrNotFound when no job
-	// fits. It never waits.
+	// labels, and that may take its locks, to agent: it becomes running
+	// with a new LeaseToken, an Attempt one higher, and LeaseExpires = now
+	// + ttl. It returns the job and its build (with jobs, without steps),
+	// or ErrNotFound when no job fits. It never waits.
+	//
+	// A job may take its locks when each exists and, for each, the running
+	// jobs that hold it plus the queued jobs ahead of it in the queue that
+	// name it are fewer than its capacity: a later job never overtakes an
+	// earlier one for the same lock.
 	Lease(ctx context.Context, agent string, labels []string, ttl time.Duration) (*Build, *Job, error)
 	// Renew extends a lease to now + ttl; ErrStaleLease when the job is no
 	// longer running under that token.
@@ -263,6 +277,15 @@ type Store interface {
 	SaveAgent(ctx context.Context, a *Agent) error
 	// Agents returns every agent ever seen, by name.
 	Agents(ctx context.Context) ([]*Agent, error)
+	// CreateLock stores a lock and sets CreatedAt; ErrConflict when the
+	// name is taken.
+	CreateLock(ctx context.Context, l *Lock) error
+	// DeleteLock removes a lock; ErrNotFound when there is none. Jobs that
+	// name it wait until it exists again.
+	DeleteLock(ctx context.Context, name string) error
+	// Locks returns every lock, by name.
+	Locks(ctx context.Context) ([]*Lock, error)
+
 	// RunningJobs returns the jobs that are running, with their lease,
 	// oldest lease first, without steps.
 	RunningJobs(ctx context.Context) ([]*Job, error)

@@ -56,11 +56,11 @@ func (s *Store) CreateBuild(ctx context.Context, b *store.Build) error {
 			if j == nil {
 				return fmt.Errorf("job %d is nil", i)
 			}
-			err := tx.QueryRowContext(ctx, `INSERT INTO jobs (build_id, position, created_at,
+			err := tx.QueryRowContext(ctx, `INSERT INTO jobs (build_id, position, created_at, locks,
 					name, status, reason, exit_code, runs_on, agent, lease_token, lease_expires, attempt,
 					queued_at, started_at, finished_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-				append([]any{id, j.Position, nanos(created)}, jobRow(j)...)...).Scan(&jobIDs[i])
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+				append([]any{id, j.Position, nanos(created), labelsJSON(j.Locks)}, jobRow(j)...)...).Scan(&jobIDs[i])
 			if err != nil {
 				return fmt.Errorf("job %q: %w", j.Name, err)
 			}
@@ -102,8 +102,8 @@ const buildSet = `status = ?, reason = ?, event = ?, branch = ?, tag = ?, commit
 	pull_request = ?, title = ?, author = ?, message = ?, pipeline = ?, retry_of = ?, started_at = ?, finished_at = ?`
 
 // jobRow is the job's columns that Update writes back, in the order of
-// jobSet. ID, BuildID, Position and CreatedAt name the job and are written
-// only by CreateBuild.
+// jobSet. ID, BuildID, Position and CreatedAt name the job, and Locks are
+// part of its definition: they are written only by CreateBuild.
 func jobRow(j *store.Job) []any {
 	return []any{j.Name, j.Status, j.Reason, j.ExitCode, labelsJSON(j.RunsOn), j.Agent, j.LeaseToken,
 		nanos(j.LeaseExpires), j.Attempt, nanos(j.QueuedAt), nanos(j.StartedAt), nanos(j.FinishedAt)}
@@ -164,19 +164,22 @@ func scanBuild(sc interface{ Scan(...any) error }) (*store.Build, error) {
 	return b, err
 }
 
-const jobSelect = `SELECT id, build_id, name, position, status, reason, exit_code, runs_on, agent, lease_token,
+const jobSelect = `SELECT id, build_id, name, position, status, reason, exit_code, runs_on, locks, agent, lease_token,
 	lease_expires, attempt, created_at, queued_at, started_at, finished_at FROM jobs`
 
 func scanJob(sc interface{ Scan(...any) error }) (*store.Job, error) {
 	j := &store.Job{}
-	var runsOn string
-	err := sc.Scan(&j.ID, &j.BuildID, &j.Name, &j.Position, &j.Status, &j.Reason, &j.ExitCode, &runsOn, &j.Agent,
+	var runsOn, locks string
+	err := sc.Scan(&j.ID, &j.BuildID, &j.Name, &j.Position, &j.Status, &j.Reason, &j.ExitCode, &runsOn, &locks, &j.Agent,
 		&j.LeaseToken, ts(&j.LeaseExpires), &j.Attempt, ts(&j.CreatedAt), ts(&j.QueuedAt), ts(&j.StartedAt), ts(&j.FinishedAt))
 	if err != nil {
 		return nil, err
 	}
 	if j.RunsOn, err = parseLabels(runsOn); err != nil {
 		return nil, fmt.Errorf("job %d: runs_on: %w", j.ID, err)
+	}
+	if j.Locks, err = parseLabels(locks); err != nil {
+		return nil, fmt.Errorf("job %d: locks: %w", j.ID, err)
 	}
 	return j, nil
 }

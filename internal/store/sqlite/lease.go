@@ -23,16 +23,7 @@ func (s *Store) Lease(ctx context.Context, agent string, labels []string, ttl ti
 	var b *store.Build
 	var job *store.Job
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		// A job fits when none of its RunsOn labels is missing from labels.
-		// The literal status and the ORDER BY expression match the
-		// jobs_queue partial index.
-		var jobID int64
-		err := tx.QueryRowContext(ctx, `SELECT j.id FROM jobs AS j
-			WHERE j.status = 'queued'
-			AND NOT EXISTS (SELECT 1 FROM json_each(j.runs_on) AS need
-				WHERE need.value NOT IN (SELECT value FROM json_each(?)))
-			ORDER BY coalesce(j.queued_at, j.created_at), j.id
-			LIMIT 1`, labelsJSON(labels)).Scan(&jobID)
+		jobID, err := pickJob(ctx, tx, labelsJSON(labels))
 		if err != nil {
 			return err
 		}
@@ -196,4 +187,152 @@ func (s *Store) Logs(ctx context.Context, jobID, after int64, limit int) ([]*sto
 		return nil, fmt.Errorf("logs of job %d: %w", jobID, err)
 	}
 	return out, nil
+}
+
+// fits is the condition that a queued job's RunsOn labels are all in the
+// JSON array bound to the one parameter.
+const fits = `NOT EXISTS (SELECT 1 FROM json_each(j.runs_on) AS need
+	WHERE need.value NOT IN (SELECT value FROM json_each(?)))`
+
+// pickJob returns the ID of the oldest queued job that fits labels and may
+// take its locks, or sql.ErrNoRows.
+func pickJob(ctx context.Context, tx *sql.Tx, labels string) (int64, error) {
+	// The oldest job without locks; the literal status, locks and ORDER BY
+	// expression match the jobs_queue_unlocked partial index.
+	var free int64
+	var freeAt int64
+	err := tx.QueryRowContext(ctx, `SELECT j.id, coalesce(j.queued_at, j.created_at) FROM jobs AS j
+		WHERE j.status = 'queued' AND j.locks = '[]' AND `+fits+`
+		ORDER BY coalesce(j.queued_at, j.created_at), j.id
+		LIMIT 1`, labels).Scan(&free, &freeAt)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	// Jobs with locks, older than that one, in queue order: the first that
+	// may take all its locks wins.
+	rows, err := tx.QueryContext(ctx, `SELECT j.id, j.locks, coalesce(j.queued_at, j.created_at) FROM jobs AS j
+		WHERE j.status = 'queued' AND j.locks != '[]' AND `+fits+`
+		AND (? = 0 OR coalesce(j.queued_at, j.created_at) < ? OR (coalesce(j.queued_at, j.created_at) = ? AND j.id < ?))
+		ORDER BY coalesce(j.queued_at, j.created_at), j.id
+		LIMIT 1000`, labels, free, freeAt, freeAt, free)
+	if err != nil {
+		return 0, err
+	}
+	type cand struct {
+		id, at int64
+		locks  []string
+	}
+	var cands []cand
+	for rows.Next() {
+		var c cand
+		var locks string
+		if err := rows.Scan(&c.id, &locks, &c.at); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if c.locks, err = parseLabels(locks); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		cands = append(cands, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, c := range cands {
+		ok, err := mayLock(ctx, tx, c.id, c.at, c.locks)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return c.id, nil
+		}
+	}
+	if free == 0 {
+		return 0, sql.ErrNoRows
+	}
+	return free, nil
+}
+
+// mayLock reports whether the queued job id, queued at, may take each of
+// locks now: for each, its holders and the queued jobs ahead of it that
+// name it are fewer than its capacity.
+func mayLock(ctx context.Context, tx *sql.Tx, id, at int64, locks []string) (bool, error) {
+	for _, name := range locks {
+		var capacity, taken int
+		err := tx.QueryRowContext(ctx, `SELECT capacity FROM locks WHERE name = ?`, name).Scan(&capacity)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM jobs AS j
+			WHERE (j.status = 'running' OR (j.status = 'queued' AND (coalesce(j.queued_at, j.created_at) < ?
+				OR (coalesce(j.queued_at, j.created_at) = ? AND j.id < ?))))
+			AND j.locks != '[]' AND EXISTS (SELECT 1 FROM json_each(j.locks) AS l WHERE l.value = ?)`,
+			at, at, id, name).Scan(&taken)
+		if err != nil {
+			return false, err
+		}
+		if taken >= capacity {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// CreateLock stores a lock.
+func (s *Store) CreateLock(ctx context.Context, l *store.Lock) error {
+	created := now()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO locks (name, capacity, created_at) VALUES (?, ?, ?)`,
+			l.Name, l.Capacity, nanos(created))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create lock %q: %w", l.Name, translate(err))
+	}
+	l.CreatedAt = created
+	return nil
+}
+
+// DeleteLock removes a lock.
+func (s *Store) DeleteLock(ctx context.Context, name string) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM locks WHERE name = ?`, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete lock %q: %w", name, translate(err))
+	}
+	return nil
+}
+
+// Locks returns every lock, by name.
+func (s *Store) Locks(ctx context.Context) ([]*store.Lock, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, capacity, created_at FROM locks ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	defer rows.Close()
+	var ls []*store.Lock
+	for rows.Next() {
+		l := &store.Lock{}
+		if err := rows.Scan(&l.Name, &l.Capacity, ts(&l.CreatedAt)); err != nil {
+			return nil, fmt.Errorf("list locks: %w", err)
+		}
+		ls = append(ls, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list locks: %w", err)
+	}
+	return ls, nil
 }

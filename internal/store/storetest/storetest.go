@@ -81,6 +81,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AgentTokens", testAgentTokens},
 		{"Agents", testAgents},
 		{"RunningJobs", testRunningJobs},
+		{"Locks", testLocks},
+		{"LeaseLocks", testLeaseLocks},
+		{"LeaseLocksFIFO", testLeaseLocksFIFO},
+		{"LeaseLocksConcurrent", testLeaseLocksConcurrent},
 		{"CountBuilds", testCountBuilds},
 	}
 	for _, tt := range tests {
@@ -1572,5 +1576,163 @@ func testRunningJobs(t *testing.T, s store.Store) {
 	}
 	if diff := cmp.Diff([]*store.Job{j1, j2}, got, opts...); diff != "" {
 		t.Errorf("RunningJobs() (-want +got):\n%s", diff)
+	}
+}
+
+func locked(j *store.Job, locks ...string) *store.Job {
+	j.Locks = locks
+	return j
+}
+
+func testLocks(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if ls, err := s.Locks(ctx); err != nil || len(ls) != 0 {
+		t.Fatalf("Locks() of an empty store = %v, %v; want none", ls, err)
+	}
+	before := time.Now()
+	staging := &store.Lock{Name: "staging", Capacity: 1}
+	devices := &store.Lock{Name: "devices", Capacity: 4}
+	for _, l := range []*store.Lock{staging, devices} {
+		if err := s.CreateLock(ctx, l); err != nil {
+			t.Fatalf("CreateLock(%s) = %v", l.Name, err)
+		}
+		if !near(l.CreatedAt, before) {
+			t.Errorf("CreateLock(%s) CreatedAt = %v, want about %v", l.Name, l.CreatedAt, before)
+		}
+	}
+	if err := s.CreateLock(ctx, &store.Lock{Name: "staging", Capacity: 2}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateLock(a taken name) = %v, want ErrConflict", err)
+	}
+	got, err := s.Locks(ctx)
+	if err != nil {
+		t.Fatalf("Locks() = %v", err)
+	}
+	if diff := cmp.Diff([]*store.Lock{devices, staging}, got, opts...); diff != "" {
+		t.Errorf("Locks() (-want +got):\n%s", diff)
+	}
+	if err := s.DeleteLock(ctx, "staging"); err != nil {
+		t.Fatalf("DeleteLock() = %v", err)
+	}
+	if err := s.DeleteLock(ctx, "staging"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeleteLock(deleted) = %v, want ErrNotFound", err)
+	}
+	r := newRepo(t, s, "acme/a")
+	b := newBuild(t, s, r, []*store.Job{locked(queued("deploy", 0), "devices", "staging")})
+	if got := getBuild(t, s, b.ID).Jobs[0].Locks; !slices.Equal(got, []string{"devices", "staging"}) {
+		t.Errorf("stored job locks = %q, want [devices staging]", got)
+	}
+}
+
+// leaseName leases a job for an agent with labels and returns its name, or
+// "" when none fits.
+func leaseName(t *testing.T, s store.Store, labels ...string) (string, *store.Job) {
+	t.Helper()
+	_, j, err := s.Lease(t.Context(), "agent", labels, time.Hour)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		t.Fatalf("Lease() = %v", err)
+	}
+	return j.Name, j
+}
+
+func testLeaseLocks(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	if err := s.CreateLock(ctx, &store.Lock{Name: "staging", Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	b := newBuild(t, s, r, []*store.Job{
+		locked(queued("first", 0), "staging"),
+		locked(queued("second", 1), "staging"),
+		queued("free", 2),
+		locked(queued("nowhere", 3), "no-such-lock"),
+	})
+	name, first := leaseName(t, s)
+	if name != "first" {
+		t.Fatalf("Lease() = %q, want first (the oldest, and staging is free)", name)
+	}
+	if name, _ := leaseName(t, s); name != "free" {
+		t.Errorf("Lease() while first holds staging = %q, want free (second waits for staging)", name)
+	}
+	if name, _ := leaseName(t, s); name != "" {
+		t.Errorf("Lease() with staging held and a lock that does not exist = %q, want nothing", name)
+	}
+	finish(t, s, b.ID, first.ID, store.StatusSuccess)
+	if name, _ := leaseName(t, s); name != "second" {
+		t.Errorf("Lease() after first released staging = %q, want second", name)
+	}
+	if err := s.CreateLock(ctx, &store.Lock{Name: "no-such-lock", Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if name, _ := leaseName(t, s); name != "nowhere" {
+		t.Errorf("Lease() once its lock exists = %q, want nowhere", name)
+	}
+}
+
+// A later job never overtakes an earlier one for the same lock, not even
+// when the earlier one waits for an agent with other labels.
+func testLeaseLocksFIFO(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	if err := s.CreateLock(ctx, &store.Lock{Name: "db", Capacity: 2}); err != nil {
+		t.Fatal(err)
+	}
+	newBuild(t, s, r, []*store.Job{
+		locked(queued("gpu-1", 0, "gpu"), "db"),
+		locked(queued("gpu-2", 1, "gpu"), "db"),
+		locked(queued("cpu", 2), "db"),
+		queued("plain", 3),
+	})
+	if name, _ := leaseName(t, s, "linux"); name != "plain" {
+		t.Errorf("Lease(linux) = %q, want plain: cpu must not overtake the gpu jobs ahead of it for db", name)
+	}
+	if name, _ := leaseName(t, s, "gpu"); name != "gpu-1" {
+		t.Errorf("Lease(gpu) = %q, want gpu-1", name)
+	}
+	if name, _ := leaseName(t, s, "gpu"); name != "gpu-2" {
+		t.Errorf("Lease(gpu) = %q, want gpu-2 (db has 2 units)", name)
+	}
+	if name, _ := leaseName(t, s, "gpu"); name != "" {
+		t.Errorf("Lease() with both units of db held = %q, want nothing", name)
+	}
+}
+
+// Many agents leasing jobs that share a lock never hold more units than
+// it has.
+func testLeaseLocksConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	if err := s.CreateLock(ctx, &store.Lock{Name: "pool", Capacity: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []*store.Job
+	for i := range 20 {
+		jobs = append(jobs, locked(queued(fmt.Sprintf("j%02d", i), i), "pool"))
+	}
+	newBuild(t, s, r, jobs)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	leased := 0
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				_, _, err := s.Lease(ctx, "agent", nil, time.Hour)
+				if err == nil {
+					mu.Lock()
+					leased++
+					mu.Unlock()
+				} else if !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("Lease() = %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if leased != 3 {
+		t.Errorf("%d jobs leased at once on a lock of 3 units, want 3", leased)
 	}
 }

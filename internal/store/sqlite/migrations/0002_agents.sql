@@ -1,4 +1,4 @@
--- Agent tokens and the agents that use them.
+-- Agent tokens and the agents that use them; locks (resource pools).
 
 ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';
 -- labels: a JSON array of the labels an agent token's agents may claim.
@@ -16,3 +16,19 @@ CREATE TABLE agents (
 	first_seen INTEGER NOT NULL,
 	last_seen  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- locks are resource pools: a job that names a lock runs only while one of
+-- its capacity units is free; jobs holding it are the running ones that
+-- name it.
+CREATE TABLE locks (
+	name       TEXT    PRIMARY KEY,
+	capacity   INTEGER NOT NULL,
+	created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- jobs.locks: a JSON array of the lock names a job holds while it runs.
+ALTER TABLE jobs ADD COLUMN locks TEXT NOT NULL DEFAULT '[]';
+
+-- Lease looks at queued jobs without locks first, in queue order.
+CREATE INDEX jobs_queue_unlocked ON jobs (coalesce(queued_at, created_at), id)
+	WHERE status = 'queued' AND locks = '[]';
