@@ -10,11 +10,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,9 +64,11 @@ func (s *testServer) startAgent(name, token, work string, extra ...string) *test
 		a.code = a.cmd.ProcessState.ExitCode()
 		close(a.done)
 	}()
+	// GANTRY_TEST_AGENT_LOGS=1 shows every agent's log, not only a failed
+	// test's.
 	s.t.Cleanup(func() {
 		a.stop(syscall.SIGTERM)
-		if s.t.Failed() {
+		if s.t.Failed() || os.Getenv("GANTRY_TEST_AGENT_LOGS") != "" {
 			s.t.Logf("agent %s log:\n%s", name, a.stderr)
 		}
 	})
@@ -346,5 +350,160 @@ jobs:
 	_, errOut, code := s.cli("lock", "add", "bad name")
 	if code != 1 || !strings.Contains(errOut, `lock name "bad name"`) {
 		t.Errorf("lock add with a space = %d %q, want 1 and a message naming the lock", code, errOut)
+	}
+}
+
+// cutProxy forwards TCP connections to a server until it is cut: then it
+// drops every connection and refuses new ones, as a network partition
+// between an agent and the server would.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	go p.serve()
+	return p
+}
+
+func (p *cutProxy) url() string { return "http://" + p.ln.Addr().String() }
+
+func (p *cutProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[up] = true, true
+		p.mu.Unlock()
+		go func() { io.Copy(up, c); up.Close() }()
+		go func() { io.Copy(c, up); c.Close() }()
+	}
+}
+
+func (p *cutProxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for c := range p.conns {
+			c.Close()
+		}
+		clear(p.conns)
+	}
+}
+
+// An agent cut off for less than its lease goes on, and its logs arrive
+// complete once the network is back.
+func TestAgentShortNetworkCut(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": `
+jobs:
+  count:
+    steps:
+      - run: for i in $(seq 1 40); do echo "line $i"; sleep 0.1; done
+`})
+	s := startServer(t, t.TempDir(), "--agents", "0", "--lease-ttl", "8s")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	p := newCutProxy(t, s.addr)
+	s.startAgent("remote", s.agentToken("ci"), t.TempDir(), "--server", p.url())
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	s.waitLog(id, "line 5")
+	p.setCut(true)
+	time.Sleep(2 * time.Second)
+	p.setCut(false)
+	b := s.waitBuild(id, 30*time.Second)
+	if b.Status != "success" || b.Jobs[0].Attempt != 1 {
+		t.Errorf("build = %s on attempt %d, want success on the first attempt\nserver log:\n%s", b.Status, b.Jobs[0].Attempt, s.stderr)
+	}
+	lines, err := s.client().Logs(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range lines {
+		got = append(got, l.Line)
+	}
+	var want []string
+	for i := 1; i <= 40; i++ {
+		want = append(want, fmt.Sprintf("line %d", i))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("logs after a short cut = %q, want lines 1 to 40 in order", got)
+	}
+}
+
+// An agent cut off for longer than its lease loses the job: another agent
+// runs it, and the late agent's writes are refused once it is back.
+func TestAgentLongNetworkCut(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": `
+jobs:
+  deploy:
+    steps:
+      - run: |
+          agent=$(basename "$(dirname "$GANTRY_AGENT_WORKDIR")")
+          echo "attempt on $agent"
+          if [ -e "$GANTRY_AGENT_WORKDIR/../slow" ]; then
+            echo $$ > "$GANTRY_AGENT_WORKDIR/../step.pid"
+            sleep 3
+            echo "late line from $agent"
+            sleep 60
+          fi
+          echo "finished on $agent"
+`})
+	s := startServer(t, t.TempDir(), "--agents", "0", "--lease-ttl", "2s")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	token := s.agentToken("ci")
+	root := t.TempDir()
+	cutWork := filepath.Join(root, "cut-agent")
+	os.MkdirAll(cutWork, 0o700)
+	os.WriteFile(filepath.Join(cutWork, "slow"), nil, 0o600)
+	p := newCutProxy(t, s.addr)
+	s.startAgent("cut", token, cutWork, "--server", p.url())
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	s.waitLog(id, "attempt on cut-agent")
+
+	p.setCut(true)
+	s.startAgent("other", token, filepath.Join(root, "other-agent"))
+	b := s.waitBuild(id, 30*time.Second)
+	if b.Status != "success" || b.Jobs[0].Agent != "other" || b.Jobs[0].Attempt != 2 {
+		t.Errorf("build = %s, job on %q attempt %d; want success on other, attempt 2", b.Status, b.Jobs[0].Agent, b.Jobs[0].Attempt)
+	}
+	p.setCut(false)
+	// Back on the network, the cut agent learns it lost the job and stops
+	// its step; nothing it sends is stored.
+	pidFile := filepath.Join(cutWork, "step.pid")
+	waitFor(t, 15*time.Second, "the cut agent's step still runs after the network came back", func() bool { return !alive(t, pidFile) })
+	lines, _ := s.client().Logs(context.Background(), id, "")
+	for _, l := range lines {
+		if strings.Contains(l.Line, "late line") {
+			t.Errorf("a line of the agent that lost its lease was stored: %q", l.Line)
+		}
 	}
 }
