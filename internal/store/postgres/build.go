@@ -220,47 +220,61 @@ func scanJob(sc pgx.Row) (*store.Job, error) {
 }
 
 // loadBuild reads a build with its jobs, in Position order, and their
-// steps when withSteps; store.ErrNotFound when there is none. With lock,
-// the build's row and then its jobs' rows, by ID, are locked FOR NO KEY
-// UPDATE until tx ends: that is what serializes Updates of one build
-// against each other and against Leases of its jobs (which skip a locked
-// job), while log inserts, which only take a key-share lock on their job,
-// go on.
-func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (*store.Build, error) {
+// steps when withSteps; store.ErrNotFound when there is none. The queries
+// go in one round trip and run in order in tx.
+//
+// With lock, the build's row and then its jobs' rows, by ID, are locked
+// FOR NO KEY UPDATE until tx ends: that is what serializes Updates of one
+// build against each other and against Leases of its jobs (which skip a
+// locked job), while log inserts, which only take a key-share lock on
+// their job, go on.
+func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (_ *store.Build, err error) {
 	q, jq := buildSelect(true)+` WHERE b.id = $1`, jobSelect+` WHERE build_id = $1 ORDER BY id`
 	if lock {
 		q += ` FOR NO KEY UPDATE OF b`
 		jq += ` FOR NO KEY UPDATE`
 	}
-	b, err := scanBuild(tx.QueryRow(ctx, q, id))
+	batch := &pgx.Batch{}
+	batch.Queue(q, id)
+	batch.Queue(jq, id)
+	if withSteps {
+		batch.Queue(`SELECT s.job_id, s.idx, s.name, s.status, s.reason, s.exit_code, s.attempts,
+				s.started_at, s.finished_at
+			FROM steps AS s JOIN jobs AS j ON j.id = s.job_id WHERE j.build_id = $1 ORDER BY s.job_id, s.idx`, id)
+	}
+	res := tx.SendBatch(ctx, batch)
+	defer func() {
+		if cerr := res.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	b, err := scanBuild(res.QueryRow())
 	if err != nil {
 		return nil, translate(err)
 	}
-	rows, err := tx.Query(ctx, jq, id)
+	rows, err := res.Query()
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	byID := map[int64]*store.Job{}
 	for rows.Next() {
 		j, err := scanJob(rows)
 		if err != nil {
+			rows.Close()
 			return nil, err
 		}
 		b.Jobs = append(b.Jobs, j)
 		byID[j.ID] = j
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	rows.Close()
 	slices.SortStableFunc(b.Jobs, func(x, y *store.Job) int { return x.Position - y.Position })
-	if !withSteps || len(b.Jobs) == 0 {
+	if !withSteps {
 		return b, nil
 	}
-	rows, err = tx.Query(ctx, `SELECT s.job_id, s.idx, s.name, s.status, s.reason, s.exit_code, s.attempts,
-			s.started_at, s.finished_at
-		FROM steps AS s JOIN jobs AS j ON j.id = s.job_id WHERE j.build_id = $1 ORDER BY s.job_id, s.idx`, id)
+	rows, err = res.Query()
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +290,7 @@ func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (
 			j.Steps = append(j.Steps, st)
 		}
 	}
+	rows.Close()
 	return b, rows.Err()
 }
 
