@@ -37,7 +37,7 @@ type testServer struct {
 	url     string
 	data    string
 	cmd     *exec.Cmd
-	stderr  *bytes.Buffer
+	stderr  *lockedWriter // the server's stderr, read while it writes
 	stopped bool
 }
 
@@ -65,9 +65,9 @@ func (s *testServer) start(extra ...string) {
 	s.t.Helper()
 	args := append([]string{"server", "--addr", s.addr, "--data", s.data, "--agents", "2", "--drain-timeout", "10s"}, extra...)
 	s.cmd = exec.Command("gantry", args...)
-	s.stderr = &bytes.Buffer{}
+	s.stderr = &lockedWriter{w: &bytes.Buffer{}}
 	s.cmd.Stdout = io.Discard
-	s.cmd.Stderr = &lockedWriter{w: s.stderr}
+	s.cmd.Stderr = s.stderr
 	s.cmd.Env = append(os.Environ(), "GANTRY_ADMIN_TOKEN="+testToken)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
