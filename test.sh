@@ -52,7 +52,7 @@ if [ -z "${GANTRY_TEST_POSTGRES:-}" ]; then
   # since the cluster dies with the run.
   "${as[@]}" "$bindir/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 \
     -o "-c listen_addresses='' -c unix_socket_directories='$pgdir' -c fsync=off \
-        -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        -c synchronous_commit=off -c full_page_writes=off -c max_connections=500" \
     start >/dev/null || { cat "$pgdir/server.log" >&2; exit 1; }
   export GANTRY_TEST_POSTGRES="postgres:///postgres?host=$pgdir&user=$pguser&sslmode=disable"
 fi

@@ -15,6 +15,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/store/postgres/pgtest"
 	"github.com/gantry-ci/gantry/internal/store/storetest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func open(t testing.TB, url string) *postgres.Store {
@@ -38,11 +39,12 @@ func TestConformance(t *testing.T) {
 // the first column of each row as text.
 func query(t *testing.T, url, sql string, args ...any) []string {
 	t.Helper()
-	c, err := pgx.Connect(t.Context(), url)
+	// A pool, which understands the URL's pool_max_conns.
+	c, err := pgxpool.New(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
+	defer c.Close()
 	rows, err := c.Query(t.Context(), sql, args...)
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -334,6 +336,44 @@ func TestLeaseSkipsLockedBuild(t *testing.T) {
 	}
 	if _, j, err := b.Lease(short, "agent", nil, time.Hour); err != nil || j.Name != "held" {
 		t.Errorf("Lease() once the Update ended = %v, %v; want the held job", j, err)
+	}
+}
+
+// TestUpdatePanics: a panic in fn rolls the transaction back, so the
+// build's locks are let go and its connection is not left inside it.
+func TestUpdatePanics(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := open(t, pgtest.URL(t))
+	r := &store.Repo{Name: "acme/app"}
+	if err := s.CreateRepo(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	b := &store.Build{RepoID: r.ID, Status: store.StatusQueued, Jobs: []*store.Job{{Name: "test", Status: store.StatusQueued}}}
+	if err := s.CreateBuild(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Errorf("Update(fn panics) did not panic")
+			}
+		}()
+		s.Update(ctx, b.ID, func(b *store.Build) error {
+			b.Reason = "half done"
+			panic("boom")
+		})
+	}()
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Update(short, b.ID, func(b *store.Build) error { b.Reason = "after"; return nil }); err != nil {
+		t.Fatalf("Update() after a panic in another = %v", err)
+	}
+	if _, j, err := s.Lease(short, "agent", nil, time.Hour); err != nil || j.BuildID != b.ID {
+		t.Errorf("Lease() after a panic in Update = %v, %v; want the build's job", j, err)
+	}
+	if got, err := s.Build(ctx, b.ID); err != nil || got.Reason != "after" {
+		t.Errorf("Build() = %v, %v; want the second Update's reason", got, err)
 	}
 }
 

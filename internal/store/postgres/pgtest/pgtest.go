@@ -66,8 +66,17 @@ func withDatabase(t testing.TB, admin, name string) string {
 			t.Fatalf("pgtest: %s is not a URL: %v", EnvVar, err)
 		}
 		u.Path, u.RawPath = "/"+name, ""
+		q := u.Query()
+		q.Set("pool_max_conns", poolMaxConns)
+		u.RawQuery = q.Encode()
 		return u.String()
 	}
-	// key=value: a later dbname overrides an earlier one.
-	return admin + " dbname=" + name
+	// key=value: a later key overrides an earlier one.
+	return admin + " dbname=" + name + " pool_max_conns=" + poolMaxConns
 }
+
+// poolMaxConns caps each test store's pool (pgxpool reads it from the
+// URL), whose default grows with the CPUs: on a machine with many, the
+// tests running in parallel would otherwise open more connections than
+// the server takes.
+const poolMaxConns = "8"
