@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -650,7 +651,10 @@ func TestServerDeliveryStorm(t *testing.T) {
 	if err != nil || len(builds) != distinct {
 		t.Fatalf("%d builds (%v), want %d", len(builds), err, distinct)
 	}
-	for _, b := range builds {
+	// Oldest first (builds is newest first): each wait then covers the
+	// progress since the one before, so a loaded machine that runs the
+	// 250 builds slowly passes, and a build that is stuck still fails.
+	for _, b := range slices.Backward(builds) {
 		s.waitBuild(b.ID, 60*time.Second)
 	}
 	for _, b := range builds {
