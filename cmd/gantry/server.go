@@ -16,8 +16,9 @@ import (
 
 const serverAbout = `Starts the Gantry server: forge webhooks in at /hooks/{github,gitea,gitlab,
 bitbucket}, builds out, the API at /api/v1, /healthz and /metrics. State lives
-in an embedded SQLite database under --data; jobs run on a built-in agent with
---agents slots.
+in an embedded SQLite database under --data, or in PostgreSQL with --database
+postgres://USER:PASSWORD@HOST/DB; jobs run on a built-in agent with --agents
+slots.
 
 On first start it creates the admin API token: GANTRY_ADMIN_TOKEN if set,
 otherwise a generated one, printed once. Only its hash is stored.
@@ -34,7 +35,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("server", "server [flags]", serverAbout, stdout, stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen on `HOST:PORT`")
 	data := fs.String("data", "gantry-data", "data `dir`: database, repo caches, workspaces")
-	database := fs.String("database", "", "database `URL`: sqlite:PATH (default sqlite:DATA/gantry.db)")
+	database := fs.String("database", "", "database `URL`: sqlite:PATH (default sqlite:DATA/gantry.db) or postgres://USER:PASSWORD@HOST/DB")
 	agents := fs.Int("agents", runtime.NumCPU(), "built-in agent slots: jobs run at once on this machine (`N`; 0: none)")
 	drain := fs.Duration("drain-timeout", time.Minute, "on SIGTERM, how long running jobs may finish before they are stopped")
 	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "a job whose agent stops heartbeating for this long is handed to another agent or fails")

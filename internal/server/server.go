@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -42,7 +41,6 @@ import (
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/queue"
 	"github.com/gantry-ci/gantry/internal/store"
-	"github.com/gantry-ci/gantry/internal/store/sqlite"
 )
 
 // Config is what `gantry server` is started with.
@@ -51,7 +49,8 @@ type Config struct {
 	Addr string
 	// DataDir holds the database, repo mirrors and job workspaces.
 	DataDir string
-	// Database is a URL: sqlite:PATH (default DataDir/gantry.db).
+	// Database is a URL: sqlite:PATH (default DataDir/gantry.db), or
+	// postgres://... for a PostgreSQL database several servers may share.
 	Database string
 	// Agents is the number of built-in agent slots; 0 runs none.
 	Agents int
@@ -131,30 +130,6 @@ func (s *Server) Addr() string {
 		return s.cfg.Addr
 	}
 	return s.listener.Addr().String()
-}
-
-func (s *Server) openStore(ctx context.Context) (store.Store, error) {
-	db := s.cfg.Database
-	if db == "" {
-		db = "sqlite:" + filepath.Join(s.cfg.DataDir, "gantry.db")
-	}
-	switch {
-	case strings.HasPrefix(db, "sqlite:"):
-		path := strings.TrimPrefix(strings.TrimPrefix(db, "sqlite:"), "//")
-		return sqlite.Open(ctx, path)
-	case strings.HasPrefix(db, "postgres:"), strings.HasPrefix(db, "postgresql:"):
-		return nil, fmt.Errorf("database %s: PostgreSQL support comes with remote agents; use sqlite:PATH for now", redact(db))
-	}
-	return nil, fmt.Errorf("database %q: want sqlite:PATH", redact(db))
-}
-
-func redact(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***" + u[i:]
-		}
-	}
-	return u
 }
 
 // Start opens the store, puts every build back into a true state, creates
