@@ -58,3 +58,6 @@ if [ -z "${GANTRY_TEST_POSTGRES:-}" ]; then
 fi
 
 go test -race -count=1 -timeout 20m ./...
+# The flood of 10,000 jobs through 20 agents, without the race detector
+# (which makes the pure-Go SQLite too slow for it); see flood_test.go.
+go test -count=1 -timeout 10m -run '^TestAgentFlood$' ./internal/api

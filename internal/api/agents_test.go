@@ -3,14 +3,11 @@ package api_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,11 +31,17 @@ type agentEnv struct {
 
 func newAgentEnv(t *testing.T) *agentEnv {
 	t.Helper()
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gantry.db"))
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "gantry.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newAgentEnvOn(t, st)
+}
+
+// newAgentEnvOn is newAgentEnv on a store of the caller's.
+func newAgentEnvOn(t *testing.T, st store.Store) *agentEnv {
+	t.Helper()
+	ctx := t.Context()
 	t.Cleanup(func() { st.Close() })
 	builds := build.New(st, nil, nil, nil)
 	d := queue.New(st, builds, nil, queue.Options{LeaseTTL: time.Minute})
@@ -188,86 +191,3 @@ func TestAgentLongPoll(t *testing.T) {
 	}
 }
 
-// A flood of 10,000 queued jobs taken by 20 agents over HTTP: every job
-// runs exactly once and every build succeeds.
-func TestAgentFlood(t *testing.T) {
-	e := newAgentEnv(t)
-	ctx := t.Context()
-	const builds, jobsPer, agents = 1000, 10, 20
-	r, err := e.st.Repo(ctx, "acme/app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pipeline strings.Builder
-	pipeline.WriteString("jobs:\n")
-	for j := range jobsPer {
-		fmt.Fprintf(&pipeline, "  j%02d: {steps: [\"true\"]}\n", j)
-	}
-	var ids []int64
-	for range builds {
-		b := &store.Build{RepoID: r.ID, Status: store.StatusQueued, Event: "push", Branch: "main",
-			Commit: "0123456789abcdef0123456789abcdef01234567", Pipeline: []byte(pipeline.String())}
-		for j := range jobsPer {
-			b.Jobs = append(b.Jobs, &store.Job{Name: fmt.Sprintf("j%02d", j), Position: j, Status: store.StatusQueued, ExitCode: -1})
-		}
-		if err := e.st.CreateBuild(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, b.ID)
-	}
-
-	var mu sync.Mutex
-	runs := map[int64]int{}
-	var done atomic.Int64
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	for i := range agents {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			remote := agent.NewRemote([]string{e.url}, e.a, nil)
-			self := &store.Agent{Name: fmt.Sprintf("host-%d", i), Labels: []string{"linux"}, Capacity: 1}
-			for {
-				a, err := remote.Lease(runCtx, self)
-				if err != nil {
-					if runCtx.Err() == nil {
-						t.Errorf("Lease = %v", err)
-					}
-					return
-				}
-				mu.Lock()
-				runs[a.JobID]++
-				mu.Unlock()
-				if err := remote.Started(ctx, a); err != nil {
-					t.Errorf("Started = %v", err)
-				}
-				if err := remote.Finish(ctx, a, &engine.JobResult{Name: a.Job, Status: engine.Success}); err != nil {
-					t.Errorf("Finish = %v", err)
-				}
-				if done.Add(1) == builds*jobsPer+1 {
-					stop()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if n := done.Load(); n != builds*jobsPer+1 { // and the job newAgentEnv queued
-		for id, n := range runs {
-			if n != 1 {
-				t.Logf("job %d ran %d times", id, n)
-			}
-		}
-		t.Fatalf("%d jobs ran, want %d", n, builds*jobsPer+1)
-	}
-	for id, n := range runs {
-		if n != 1 {
-			t.Errorf("job %d ran %d times", id, n)
-		}
-	}
-	for _, id := range ids {
-		if b, err := e.st.Build(ctx, id); err != nil || b.Status != store.StatusSuccess {
-			t.Fatalf("build %d = %v, %v; want success", id, b.Status, err)
-		}
-	}
-}

@@ -1,6 +1,6 @@
 // Package store is the storage seam of the Gantry server: repositories,
 // builds with their jobs and steps, logs, and API tokens. Implementations
-// (store/sqlite, later store/postgres) translate their errors into the
+// (store/sqlite, store/postgres) translate their errors into the
 // sentinels below at their edge and pass the conformance suite in
 // store/storetest.
 //

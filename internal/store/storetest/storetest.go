@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite every store.Store passes: the
-// same tests run on SQLite and, later, on PostgreSQL. It uses nothing but
+// same tests run on SQLite and on PostgreSQL. It uses nothing but
 // the store.Store interface, and asserts the contract store.go documents
 // per method, including the invariants that must hold under concurrency
 // (build numbers without gaps or duplicates, one build per delivery, each
