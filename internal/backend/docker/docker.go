@@ -12,7 +12,7 @@
 // the job's image, the workspace bind-mounted at the same path as on the
 // host, the workspace as working directory, Docker's init as PID 1 (it reaps
 // orphaned processes), and as main process a shell that waits for nothing
-// (`sh -c "trap '' TERM; read _"` with an open, empty stdin). The image's
+// (`sh -c "trap ” TERM; read _"` with an open, empty stdin). The image's
 // ENTRYPOINT and CMD are not run for the job's container; a job's image must
 // have sh.
 //

@@ -52,7 +52,7 @@ type job struct {
 	network  string
 	services []string
 
-	ctl      *control
+	ctl *control
 
 	closeOnce sync.Once
 	closing   chan struct{} // closed when Close begins
