@@ -179,8 +179,8 @@ type Backend struct {
 }
 
 // New connects to the Docker Engine and checks that it answers. When it
-// does not, the error wraps backend.ErrUnavailable and says why, so that a
-// caller can tell "docker is not available: <why>".
+// does not, the error wraps backend.ErrUnavailable and reads "docker is not
+// available: <why>".
 func New(ctx context.Context, opts Options) (*Backend, error) {
 	copts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if opts.Host != "" {
@@ -193,7 +193,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	cli, err := client.NewClientWithOpts(copts...)
 	if err != nil {
-		return nil, fmt.Errorf("docker backend: %w: %w", backend.ErrUnavailable, err)
+		return nil, unavailable{err}
 	}
 	b := &Backend{
 		cli:       cli,
@@ -231,11 +231,17 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 // why. An agent calls it to decide whether it advertises its docker label.
 func (b *Backend) Available(ctx context.Context) error {
 	if _, err := b.cli.Ping(ctx); err != nil {
-		return fmt.Errorf("docker backend: %w: %w", backend.ErrUnavailable, err)
+		return unavailable{err}
 	}
 	b.cli.NegotiateAPIVersion(ctx)
 	return nil
 }
+
+// unavailable is the error of a Docker Engine that does not answer.
+type unavailable struct{ err error }
+
+func (u unavailable) Error() string   { return "docker is not available: " + u.err.Error() }
+func (u unavailable) Unwrap() []error { return []error{backend.ErrUnavailable, u.err} }
 
 // Name returns "docker".
 func (b *Backend) Name() string { return "docker" }
