@@ -425,15 +425,24 @@ func (j *job) terminateAll(ctx context.Context) {
 
 // remove removes the job's containers and network.
 func (j *job) remove(ctx context.Context) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
 	for _, id := range append([]string{j.ctr}, j.services...) {
 		if id == "" {
 			continue
 		}
-		if err := removeContainer(ctx, j.b.cli, id); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Go(func() {
+			if err := removeContainer(ctx, j.b.cli, id); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	if j.network != "" {
 		if err := j.b.cli.NetworkRemove(ctx, j.network); err != nil && !client.IsErrNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove network %.12s: %w", j.network, err))

@@ -249,7 +249,9 @@ func (b *Backend) waitService(ctx context.Context, id string, s backend.Service)
 			return nil
 		}
 		if err != nil {
-			last = err.Error()
+			if ctx.Err() == nil || last == "" {
+				last = err.Error()
+			}
 		} else {
 			last = fmt.Sprintf("exit status %d", code)
 			if out = strings.TrimSpace(out); out != "" {
