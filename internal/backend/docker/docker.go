@@ -11,10 +11,10 @@
 // waits for each service's readiness check; and creates the job's container:
 // the job's image, the workspace bind-mounted at the same path as on the
 // host, the workspace as working directory, Docker's init as PID 1 (it reaps
-// orphaned processes), and as main process a shell that waits for nothing
-// (`sh -c "trap ” TERM; read _"` with an open, empty stdin). The image's
-// ENTRYPOINT and CMD are not run for the job's container; a job's image must
-// have sh.
+// orphaned processes), and as main process a control shell (sh -s reading
+// the backend's commands from the container's stdin, ignoring SIGTERM)
+// through which the backend signals the steps. The image's ENTRYPOINT and
+// CMD are not run for the job's container; a job's image must have sh.
 //
 // Each step runs in that one container through `docker exec`, so that files,
 // background processes and installed packages carry from one step to the
@@ -27,11 +27,13 @@
 // program, StepSpec.Command[0], is looked up in the step's PATH.
 //
 // A step's stdout and stderr are one pipe, so that the log has them in the
-// exact order the step wrote them: the step is started by a two-line sh
-// wrapper that checks the program exists, tells the backend its process ID,
-// and execs the program with stderr redirected to stdout. The container's
-// own stderr stream is thus the backend's channel, never the step's. Stdin
-// is empty.
+// exact order the step wrote them: the step is started by a small sh
+// wrapper that checks the program exists, tells the backend its process ID
+// (the step's process group), runs the program with stderr redirected to
+// stdout, and tells the backend its exit status. The exec's own stderr
+// stream is thus the backend's channel, never the step's, and the backend
+// learns that the step's main process exited even while a background
+// process holds the output open. Stdin is empty.
 //
 // # Exit codes
 //
@@ -43,14 +45,19 @@
 //
 // When Exec's context ends, the step's process group (the step and what it
 // started, unless they left the group) gets SIGTERM, then SIGKILL after
-// Options.KillGrace, both sent from a root `kill` run inside the container,
-// so the backend needs no access to the host's processes. Exec then returns
-// Result.Stopped and an error wrapping the context's cause. A step whose
-// main process has exited returns at most Options.WaitDelay later, even if
-// a background process still holds its output; background processes keep
-// running until Close. Close sends SIGTERM to every process in the job's
-// container (but its init and main process), waits up to KillGrace for them
-// to exit, and removes the job's containers (SIGKILL) and network.
+// Options.KillGrace, both sent by the job's control shell, inside the
+// container and as the image's user, so that the backend needs no access to
+// the host's processes. (A fresh `docker exec kill` would do, but the
+// engine handles a container's exec exits one at a time and waits up to two
+// seconds on each whose output a background process holds, which can make
+// a new exec's output seconds late, exactly when a stop must be quick.)
+// Exec then returns Result.Stopped and an error wrapping the context's
+// cause. A step whose main process has exited returns at most
+// Options.WaitDelay later, even if a background process still holds its
+// output; background processes keep running until Close. Close sends
+// SIGTERM to every process in the job's container but its init and control
+// shell, waits up to KillGrace for them to exit, and removes the job's
+// containers (SIGKILL) and network.
 //
 // # Nothing left behind
 //

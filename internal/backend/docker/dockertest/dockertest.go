@@ -170,3 +170,36 @@ func NoLeftovers(t testing.TB, owner string) {
 		}
 	})
 }
+
+// Leftovers lists the containers and networks labelled gantry.managed=1
+// whose gantry.owner starts with ownerPrefix.
+func Leftovers(ownerPrefix string) ([]string, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := filters.NewArgs(filters.Arg("label", "gantry.managed=1"))
+	var left []string
+	ctrs, err := cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ctrs {
+		if strings.HasPrefix(c.Labels["gantry.owner"], ownerPrefix) {
+			left = append(left, "container "+c.ID[:12])
+		}
+	}
+	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if strings.HasPrefix(n.Labels["gantry.owner"], ownerPrefix) {
+			left = append(left, "network "+n.Name)
+		}
+	}
+	return left, nil
+}
