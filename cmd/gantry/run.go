@@ -15,7 +15,10 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/gantry-ci/gantry/internal/backend"
+	"github.com/gantry-ci/gantry/internal/backend/docker"
 	"github.com/gantry-ci/gantry/internal/backend/local"
+	"github.com/gantry-ci/gantry/internal/backend/route"
 	"github.com/gantry-ci/gantry/internal/console"
 	"github.com/gantry-ci/gantry/internal/engine"
 	"github.com/gantry-ci/gantry/internal/git"
@@ -35,6 +38,12 @@ variables, and from the host only PATH, HOME, USER, LOGNAME, SHELL, LANG,
 LC_ALL, LC_CTYPE, TZ, TMPDIR and TERM (add others with --pass-env). A job's
 secrets are read from the host environment variables of the same names and
 masked as *** in all output.
+
+A job with image: runs in a container of that image on the Docker Engine
+(DOCKER_HOST, or /var/run/docker.sock), with the checkout mounted at the same
+path and its services beside it; when no engine answers, such a job fails
+with "docker is not available" and the reason. Gantry removes the containers
+and networks it made when the run ends.
 
 The branch and commit come from the checkout. The on: filters are not applied:
 a run you start by hand always runs.
@@ -151,7 +160,25 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	// parked); a run needs no more than one per job that can run at once.
 	runtime.GOMAXPROCS(max(1, min(runtime.NumCPU(), *parallel, len(pl.Jobs))))
 
-	be := local.New(local.Options{KillGrace: *killGrace, PassEnv: passEnv})
+	var be backend.Backend = local.New(local.Options{KillGrace: *killGrace, PassEnv: passEnv})
+	if needsDocker(pl) {
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d, err := docker.New(dctx, docker.Options{Owner: fmt.Sprintf("gantry-run-%d", os.Getpid()), KillGrace: *killGrace})
+		dcancel()
+		if err != nil {
+			be = route.New(be, nil, err)
+		} else {
+			be = route.New(be, d, nil)
+			defer func() {
+				// What the jobs' Close missed, if anything.
+				cctx, ccancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer ccancel()
+				if err := d.Close(cctx); err != nil {
+					fmt.Fprintf(stderr, "gantry run: clean up docker: %v\n", err)
+				}
+			}()
+		}
+	}
 	eng := engine.New(be, engine.Options{
 		Parallel:  *parallel,
 		FailFast:  *failFast,
@@ -198,6 +225,16 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitFailed
+}
+
+// needsDocker reports whether a job of pl names an image.
+func needsDocker(pl *plan.Plan) bool {
+	for _, j := range pl.Jobs {
+		if j.Image != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // findPipeline returns the pipeline file to run, or an error that says

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // Backend prepares the place where a job's steps run. Start may be called
@@ -66,6 +67,10 @@ type JobSpec struct {
 	Workspace string
 	// Image is the container image the steps run in; empty on the local backend.
 	Image string
+	// Pull is the image pull policy for Image and the services' images:
+	// "always", "if-not-present" or "never"; empty means the backend's
+	// default. Backends without images ignore it.
+	Pull string
 	// Services are sidecar containers started beside the steps.
 	Services []Service
 }
@@ -76,6 +81,22 @@ type Service struct {
 	Image   string
 	Env     map[string]string
 	Command []string
+	// Ready, when set, is a check run inside the service's container until
+	// it succeeds: Start returns only once every service is ready.
+	Ready *Ready
+}
+
+// Ready is a service's readiness check.
+type Ready struct {
+	// Command is run in the service's container, for example
+	// ["sh", "-c", "pg_isready"]; exit status 0 means ready.
+	Command []string
+	// Interval is the pause between two checks; zero means the backend's
+	// default.
+	Interval time.Duration
+	// Timeout bounds the wait for the service; zero means the backend's
+	// default.
+	Timeout time.Duration
 }
 
 // StepSpec is one step to execute.

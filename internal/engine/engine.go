@@ -320,13 +320,18 @@ func (r *jobRun) exec(ctx context.Context) (Status, string) {
 	}
 	var services []backend.Service
 	for _, s := range j.Services {
-		services = append(services, backend.Service{Name: s.Name, Image: s.Image, Env: s.Env, Command: s.Command})
+		bs := backend.Service{Name: s.Name, Image: s.Image, Env: s.Env, Command: s.Command}
+		if s.Ready != nil && s.Ready.Run != "" {
+			bs.Ready = &backend.Ready{Command: []string{"sh", "-c", s.Ready.Run}, Interval: s.Ready.Interval, Timeout: s.Ready.Timeout}
+		}
+		services = append(services, bs)
 	}
 	bj, err := r.e.backend.Start(ctx, backend.JobSpec{
 		ID:        opts.RunID + strconv.Itoa(index(r.plan, j.Name)),
 		Name:      j.Name,
 		Workspace: opts.Workspace,
 		Image:     image,
+		Pull:      j.Pull,
 		Services:  services,
 	})
 	if err != nil {

@@ -64,6 +64,7 @@ type Job struct {
 	If        string            `json:"if,omitempty"`
 	RunsOn    []string          `json:"runs_on,omitempty"`
 	Image     string            `json:"image,omitempty"`
+	Pull      string            `json:"pull,omitempty"`
 	Services  []*spec.Service   `json:"services,omitempty"`
 	Locks     []string          `json:"locks,omitempty"`
 	Artifacts []string          `json:"artifacts,omitempty"`
@@ -189,7 +190,7 @@ func New(p *spec.Pipeline, t Trigger) *Plan {
 func newJob(j *spec.Job, name string, matrix map[string]string, keys []string) *Job {
 	return &Job{
 		Name: name, Base: j.Name, Matrix: matrix, MatrixKeys: keys,
-		If: j.If, RunsOn: j.RunsOn, Image: j.Image, Services: j.Services,
+		If: j.If, RunsOn: j.RunsOn, Image: j.Image, Pull: j.Pull, Services: j.Services,
 		Locks: j.Locks, Artifacts: j.Artifacts, Secrets: j.Secrets, Env: j.Env,
 		Timeout: j.Timeout, Steps: j.Steps,
 	}

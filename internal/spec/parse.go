@@ -34,7 +34,7 @@ var Keys = map[string][]string{
 	"push":         {"branches", "branches-ignore", "tags", "paths", "paths-ignore"},
 	"pull_request": {"branches", "branches-ignore", "paths", "paths-ignore"},
 	"schedule":     {"cron"},
-	"job":          {"needs", "if", "runs-on", "image", "services", "locks", "artifacts", "secrets", "env", "matrix", "timeout", "steps"},
+	"job":          {"needs", "if", "runs-on", "image", "pull", "services", "locks", "artifacts", "secrets", "env", "matrix", "timeout", "steps"},
 	"step":         {"name", "run", "env", "timeout", "retry", "if", "working-directory"},
 	"service":      {"image", "env", "command", "ready"},
 	"ready":        {"run", "interval", "timeout"},
@@ -225,7 +225,7 @@ func (p *parser) mapping(n *yaml.Node, what, kind string, fn func(key string, k,
 		}
 		seen[key] = k
 		if kind != "" && !slices.Contains(Keys[kind], key) {
-			p.errorf(k, "%s: unknown key %q%s", what, key, p.suggest(key, Keys[kind]))
+			p.errorf(k, "%s: unknown key %q%s", what, key, p.suggestN(key, Keys[kind], maxKnownKeys))
 			continue
 		}
 		fn(key, k, p.resolve(v))
@@ -238,8 +238,16 @@ func (p *parser) mapping(n *yaml.Node, what, kind string, fn func(key string, k,
 // thousands of needs name thousands of jobs; past it, hints are left out.
 const maxHintWork = 20_000_000
 
+// maxKnownKeys is how many keys an unknown-key error lists; a job has 13.
+const maxKnownKeys = 16
+
 // suggest is suggest within the parser's budget for hints.
 func (p *parser) suggest(got string, known []string) string {
+	return p.suggestN(got, known, 12)
+}
+
+// suggestN is suggestN within the parser's budget for hints.
+func (p *parser) suggestN(got string, known []string, listMax int) string {
 	if p.hintWork > maxHintWork {
 		return "" // before counting: counting is quadratic too
 	}
@@ -249,11 +257,15 @@ func (p *parser) suggest(got string, known []string) string {
 	if p.hintWork > maxHintWork {
 		return ""
 	}
-	return suggest(got, known)
+	return suggestN(got, known, listMax)
 }
 
 // suggest is a "did you mean" hint for a misspelt name, or "".
-func suggest(got string, known []string) string {
+func suggest(got string, known []string) string { return suggestN(got, known, 12) }
+
+// suggestN is suggest that lists the known names, when none is close, if
+// there are at most listMax of them.
+func suggestN(got string, known []string, listMax int) string {
 	best, bestD := "", 0
 	for _, k := range known {
 		d := distance(strings.ToLower(got), strings.ToLower(k))
@@ -262,7 +274,7 @@ func suggest(got string, known []string) string {
 		}
 	}
 	if best == "" || bestD > max(1, len(got)/3) {
-		if len(known) > 0 && len(known) <= 12 {
+		if len(known) > 0 && len(known) <= listMax {
 			return fmt.Sprintf(" (known: %s)", strings.Join(known, ", "))
 		}
 		return ""
@@ -652,6 +664,13 @@ func (p *parser) job(name string, k, n *yaml.Node) *Job {
 		case "image":
 			j.Image = p.nonEmpty(v, w)
 			p.template(v, w, j.Image)
+		case "pull":
+			j.Pull = p.str(v, w)
+			switch {
+			case v.Kind != yaml.ScalarNode, j.Pull == "always", j.Pull == "if-not-present", j.Pull == "never":
+			default:
+				p.errorf(v, "%s: %q: want always, if-not-present or never", w, j.Pull)
+			}
 		case "services":
 			j.Services = p.services(v, w)
 		case "locks":

@@ -566,7 +566,7 @@ func errLines(t *testing.T, err error) []string {
 
 func TestParseErrors(t *testing.T) {
 	t.Parallel()
-	knownJob := "(known: needs, if, runs-on, image, services, locks, artifacts, secrets, env, matrix, timeout, steps)"
+	knownJob := "(known: needs, if, runs-on, image, pull, services, locks, artifacts, secrets, env, matrix, timeout, steps)"
 	tests := []struct {
 		name string
 		src  string
@@ -577,6 +577,11 @@ func TestParseErrors(t *testing.T) {
 			name: "empty file",
 			src:  "",
 			want: []string{`p.yml:1:1: file is empty: a pipeline needs at least one job under "jobs"`},
+		},
+		{
+			name: "unknown pull policy",
+			src:  "jobs:\n  a:\n    image: x\n    pull: sometimes\n    steps: [\"true\"]\n",
+			want: []string{`p.yml:4:11: job "a": pull: "sometimes": want always, if-not-present or never`},
 		},
 		{
 			name: "only comments",

@@ -102,14 +102,17 @@ type Schedule struct {
 
 // Job is a job as written, before its matrix is expanded.
 type Job struct {
-	Name      string
-	Pos       Pos
-	Needs     []string
-	NeedsPos  Pos
-	If        string
-	IfPos     Pos
-	RunsOn    []string
-	Image     string
+	Name     string
+	Pos      Pos
+	Needs    []string
+	NeedsPos Pos
+	If       string
+	IfPos    Pos
+	RunsOn   []string
+	Image    string
+	// Pull is the image pull policy: "always", "if-not-present", "never",
+	// or empty for the backend's default (if-not-present).
+	Pull      string
 	Services  []*Service
 	Locks     []string
 	Artifacts []string
