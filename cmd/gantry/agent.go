@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/gantry-ci/gantry/internal/agent"
 	"github.com/gantry-ci/gantry/internal/api"
-	"github.com/gantry-ci/gantry/internal/backend/local"
 	"github.com/gantry-ci/gantry/internal/git"
 )
 
@@ -46,7 +46,7 @@ func agentCmd(args []string, stdout, stderr io.Writer) int {
 	host, _ := os.Hostname()
 	servers := fs.String("server", defServer, "server `URL`s, comma-separated (env GANTRY_SERVER)")
 	token := fs.String("token", "", "agent `token` (env GANTRY_AGENT_TOKEN)")
-	labels := fs.String("labels", runtime.GOOS+","+runtime.GOARCH, "`labels` this machine offers, comma-separated")
+	labels := fs.String("labels", "", "`labels` this machine offers, comma-separated (default: OS, arch, and docker when a Docker Engine answers)")
 	capacity := fs.Int("capacity", runtime.NumCPU(), "jobs run at once (`N`)")
 	name := fs.String("name", host, "agent `name`, unique among the server's agents")
 	work := fs.String("work", "gantry-agent", "work `dir`: repository caches and job workspaces")
@@ -99,8 +99,19 @@ func agentCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 
-	be := local.New(local.Options{KillGrace: *killGrace, Logger: log})
-	a := agent.New(agent.NewRemote(urls, *token, log), be, git.NewMirrors(filepath.Join(dir, "repos")), log, agent.Options{
+	machine := agent.NewMachine(context.Background(), *name, *killGrace, log)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		machine.Close(ctx)
+	}()
+	have := append([]string{runtime.GOOS, runtime.GOARCH}, machine.Labels...)
+	if *labels == "" {
+		*labels = strings.Join(have, ",")
+	} else if slices.Contains(splitList(*labels), "docker") && !slices.Contains(machine.Labels, "docker") {
+		log.Warn("--labels has docker, but no Docker Engine answers here: jobs with an image will fail")
+	}
+	a := agent.New(agent.NewRemote(urls, *token, log), machine.Backend, git.NewMirrors(filepath.Join(dir, "repos")), log, agent.Options{
 		Name: *name, Labels: splitList(*labels), Capacity: *capacity, Version: version(),
 		WorkDir: filepath.Join(dir, "work"),
 	})

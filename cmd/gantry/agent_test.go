@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/backend/docker/dockertest"
 )
 
 type testAgent struct {
@@ -506,4 +508,42 @@ jobs:
 			t.Errorf("a line of the agent that lost its lease was stored: %q", l.Line)
 		}
 	}
+}
+
+// An agent on a machine with a Docker Engine says so with its docker label
+// and runs jobs with an image in containers, leaving nothing behind.
+func TestAgentRunsJobsInContainers(t *testing.T) {
+	t.Parallel()
+	image := dockertest.BuildImage(t)
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": fmt.Sprintf(`
+jobs:
+  inside:
+    runs-on: [docker]
+    image: %s
+    pull: never
+    steps:
+      - run: |
+          echo "in a container: $(cat /proc/1/cmdline | tr '\0' ' ')"
+          test ! -e /usr/bin/git && echo "no host tools here"
+`, image)})
+	s := startServer(t, t.TempDir(), "--agents", "0")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	s.startAgent("boxed", s.agentToken("ci"), t.TempDir())
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	b := s.waitBuild(id, 60*time.Second)
+	if b.Status != "success" {
+		t.Fatalf("build = %s (%s), want success\nserver log:\n%s", b.Status, b.Jobs[0].Reason, s.stderr)
+	}
+	s.waitLog(id, "no host tools here")
+	out, _, _ := s.cli("agents", "--output", "json")
+	var agents []api.Agent
+	if err := json.Unmarshal([]byte(out), &agents); err != nil || len(agents) != 1 || !slices.Contains(agents[0].Labels, "docker") {
+		t.Errorf("gantry agents = %s (%v), want the agent with its docker label", out, err)
+	}
+	waitFor(t, 10*time.Second, "the agent left containers or networks behind", func() bool {
+		left, err := dockertest.Leftovers("gantry-agent-boxed")
+		return err == nil && len(left) == 0
+	})
 }

@@ -29,7 +29,6 @@ import (
 
 	"github.com/gantry-ci/gantry/internal/agent"
 	"github.com/gantry-ci/gantry/internal/api"
-	"github.com/gantry-ci/gantry/internal/backend/local"
 	"github.com/gantry-ci/gantry/internal/build"
 	"github.com/gantry-ci/gantry/internal/forge"
 	"github.com/gantry-ci/gantry/internal/forge/bitbucket"
@@ -218,11 +217,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		leaseCtx, cancelLeases := context.WithCancel(context.Background())
 		jobCtx, cancelJobs := context.WithCancel(context.Background())
 		s.cancelLeases, s.cancelJobs = cancelLeases, cancelJobs
-		be := local.New(local.Options{KillGrace: s.cfg.KillGrace, Logger: s.cfg.Log})
-		a := agent.New(dispatcher, be, mirrors, s.cfg.Log, agent.Options{
+		machine := agent.NewMachine(ctx, builtin, s.cfg.KillGrace, s.cfg.Log)
+		a := agent.New(dispatcher, machine.Backend, mirrors, s.cfg.Log, agent.Options{
 			Name:     builtin,
 			Version:  s.cfg.Version,
-			Labels:   []string{runtime.GOOS, runtime.GOARCH, "builtin"},
+			Labels:   append([]string{runtime.GOOS, runtime.GOARCH, "builtin"}, machine.Labels...),
 			Capacity: s.cfg.Agents,
 			WorkDir:  filepath.Join(s.cfg.DataDir, "work"),
 		})
@@ -231,6 +230,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			defer s.agents.Done()
 			// The dispatcher never refuses its own agent.
 			_ = a.Run(leaseCtx, jobCtx)
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			machine.Close(cctx)
 		}()
 	}
 

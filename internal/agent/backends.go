@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/backend"
+	"github.com/gantry-ci/gantry/internal/backend/docker"
+	"github.com/gantry-ci/gantry/internal/backend/local"
+	"github.com/gantry-ci/gantry/internal/backend/route"
+)
+
+// Machine is what an agent runs steps with on this machine: the local
+// backend, and Docker for jobs with an image when an engine answers.
+type Machine struct {
+	Backend backend.Backend
+	// Labels are what the machine adds to the agent's labels: "docker"
+	// when jobs with an image can run here.
+	Labels []string
+	docker *docker.Backend
+}
+
+// NewMachine probes the Docker Engine (a few seconds at most) and removes
+// what an agent of the same name left on it when it crashed: containers
+// and networks labelled with its owner. Without an engine, jobs with an
+// image fail with the reason.
+func NewMachine(ctx context.Context, name string, killGrace time.Duration, log *slog.Logger) *Machine {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	host := local.New(local.Options{KillGrace: killGrace, Logger: log})
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d, err := docker.New(dctx, docker.Options{Owner: "gantry-agent-" + name, KillGrace: killGrace, Logger: log})
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelInfo, "jobs with an image cannot run here", slog.Any("err", err))
+		return &Machine{Backend: route.New(host, nil, err)}
+	}
+	if err := d.Reap(dctx); err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "remove what a previous agent left on docker", slog.Any("err", err))
+	}
+	return &Machine{Backend: route.New(host, d, nil), Labels: []string{"docker"}, docker: d}
+}
+
+// Close removes whatever the machine's jobs left on Docker.
+func (m *Machine) Close(ctx context.Context) error {
+	if m.docker == nil {
+		return nil
+	}
+	return m.docker.Close(ctx)
+}
