@@ -24,6 +24,7 @@ import (
 
 	"github.com/gantry-ci/gantry/internal/api"
 	"github.com/gantry-ci/gantry/internal/backend/docker/dockertest"
+	"github.com/gantry-ci/gantry/internal/store/postgres/pgtest"
 )
 
 type testAgent struct {
@@ -546,4 +547,62 @@ jobs:
 		left, err := dockertest.Leftovers("gantry-agent-boxed")
 		return err == nil && len(left) == 0
 	})
+}
+
+// Two servers over one PostgreSQL: a job queued through one wakes an agent
+// waiting on the other at once, and when the agent's server is killed the
+// agent moves to the other and its running job goes on, losing nothing.
+func TestAgentSurvivesServerKill(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	gate := t.TempDir()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": fmt.Sprintf(`
+jobs:
+  long:
+    steps:
+      - run: |
+          i=0
+          while [ ! -e %s/open ]; do i=$((i+1)); echo "tick $i"; sleep 0.1; done
+          echo "done after $i ticks"
+`, gate)})
+	a := startServer(t, t.TempDir(), "--database", db, "--agents", "0", "--lease-ttl", "10s")
+	b := startServer(t, t.TempDir(), "--database", db, "--agents", "0", "--lease-ttl", "10s")
+	if _, errOut, code := a.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	token := a.agentToken("ci")
+	agent := a.startAgent("roamer", token, t.TempDir(), "--server", a.url+","+b.url)
+	waitFor(t, 10*time.Second, "the agent never asked server a for work", func() bool {
+		out, _, _ := a.cli("agents")
+		return strings.Contains(out, "roamer")
+	})
+
+	queued := time.Now()
+	id := b.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	b.waitLog(id, "tick 1")
+	t.Logf("a job queued through server b reached the agent waiting on server a after %v", time.Since(queued))
+	if took := time.Since(queued); took > 5*time.Second {
+		t.Errorf("a job queued through server b reached the agent waiting on a after %v: servers do not wake each other", took)
+	}
+
+	a.stop(syscall.SIGKILL)
+	b.waitLog(id, "tick 30")
+	os.WriteFile(filepath.Join(gate, "open"), nil, 0o600)
+	bd := b.waitBuild(id, 30*time.Second)
+	if bd.Status != "success" || bd.Jobs[0].Attempt != 1 {
+		t.Fatalf("build = %s on attempt %d, want success on the first: the job should go on\nagent log:\n%s", bd.Status, bd.Jobs[0].Attempt, agent.stderr)
+	}
+	lines, err := b.client().Logs(context.Background(), id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(lines) - 1
+	if n < 30 || lines[n].Line != fmt.Sprintf("done after %d ticks", n) {
+		t.Fatalf("last line = %q after %d lines, want \"done after %d ticks\"", lines[n].Line, n+1, n)
+	}
+	for i := 0; i < n; i++ {
+		if want := fmt.Sprintf("tick %d", i+1); lines[i].Line != want {
+			t.Fatalf("line %d = %q, want %q: a line was lost or doubled", i+1, lines[i].Line, want)
+		}
+	}
 }

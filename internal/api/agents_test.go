@@ -190,4 +190,3 @@ func TestAgentLongPoll(t *testing.T) {
 		t.Errorf("Heartbeat after Finish = %v, want ErrStaleLease", err)
 	}
 }
-

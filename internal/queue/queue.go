@@ -62,6 +62,9 @@ type Dispatcher struct {
 	wake    chan struct{}         // closed and replaced by Notify
 	agents  map[string]*seenAgent // agents that asked this server for work
 	waiting map[string]int        // agent name -> its calls blocked in Lease now
+
+	notifier store.Notifier // the store's, when several servers share it
+	notify   chan struct{}  // a pending NotifyQueued
 }
 
 // seenAgent is an agent as this server last saw it.
@@ -87,16 +90,46 @@ func New(st store.Store, builds *build.Service, log *slog.Logger, opts Options) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Dispatcher{store: st, builds: builds, opts: opts, log: log, wake: make(chan struct{}),
-		agents: map[string]*seenAgent{}, waiting: map[string]int{}}
+	d := &Dispatcher{store: st, builds: builds, opts: opts, log: log, wake: make(chan struct{}),
+		agents: map[string]*seenAgent{}, waiting: map[string]int{}, notify: make(chan struct{}, 1)}
+	d.notifier, _ = st.(store.Notifier)
+	return d
 }
 
 // Notify wakes every agent waiting in Lease: jobs may have been queued.
+// On a store that several servers share it wakes theirs too.
 func (d *Dispatcher) Notify() {
+	d.wakeLocal()
+	if d.notifier != nil {
+		select {
+		case d.notify <- struct{}{}:
+		default: // one is pending already: it covers this one
+		}
+	}
+}
+
+func (d *Dispatcher) wakeLocal() {
 	d.mu.Lock()
 	close(d.wake)
 	d.wake = make(chan struct{})
 	d.mu.Unlock()
+}
+
+// relay sends the store's notifications of this server, one at a time (a
+// burst of Notify calls becomes one or two), and wakes this server's agents
+// for every notification of any server, until ctx ends.
+func (d *Dispatcher) relay(ctx context.Context) {
+	go d.notifier.ListenQueued(ctx, d.wakeLocal)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.notify:
+		}
+		if err := d.notifier.NotifyQueued(ctx); err != nil && ctx.Err() == nil {
+			d.log.LogAttrs(ctx, slog.LevelWarn, "notify other servers", slog.Any("err", err))
+		}
+	}
 }
 
 func (d *Dispatcher) waitChan() <-chan struct{} {
@@ -276,6 +309,9 @@ func (d *Dispatcher) Finish(ctx context.Context, a *Assignment, res *engine.JobR
 // Run expires leases whose agent stopped heartbeating until ctx ends: the
 // job goes to another agent, up to Retries times, or fails as "agent lost".
 func (d *Dispatcher) Run(ctx context.Context) {
+	if d.notifier != nil {
+		go d.relay(ctx)
+	}
 	tick := time.NewTicker(max(min(d.opts.LeaseTTL/3, time.Second), 10*time.Millisecond))
 	defer tick.Stop()
 	for {

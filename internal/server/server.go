@@ -175,7 +175,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	var dispatcher *queue.Dispatcher
 	s.builds = build.New(st, mirrors, s.cfg.Log, func(b *store.Build) {
 		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID})
-		if dispatcher != nil {
+		if dispatcher != nil && hasQueued(b) {
 			dispatcher.Notify()
 		}
 	}, build.Options{BuildForks: s.cfg.BuildForks, Finished: s.metrics.buildFinished})
@@ -351,4 +351,15 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.lock.Close()
 	})
 	return s.stopErr
+}
+
+// hasQueued reports whether a build has a job an agent may lease, or one
+// that finished (a unit of its locks came free): then idle agents look.
+func hasQueued(b *store.Build) bool {
+	for _, j := range b.Jobs {
+		if j.Status == store.StatusQueued || (store.Finished(j.Status) && len(j.Locks) > 0) {
+			return true
+		}
+	}
+	return false
 }

@@ -199,6 +199,17 @@ type BuildFilter struct {
 	Limit int
 }
 
+// Notifier is implemented by stores that several servers share: a job
+// queued through one server must wake the idle agents of all.
+type Notifier interface {
+	// NotifyQueued tells every server, this one included, that jobs may
+	// have been queued.
+	NotifyQueued(ctx context.Context) error
+	// ListenQueued calls fn for every NotifyQueued of any server until ctx
+	// ends, and once more whenever a notification may have been missed.
+	ListenQueued(ctx context.Context, fn func()) error
+}
+
 // Store is the server's state. Every method is safe for concurrent use.
 type Store interface {
 	// CreateRepo stores r and sets r.ID and r.CreatedAt. ErrConflict when
