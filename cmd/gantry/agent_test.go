@@ -28,7 +28,7 @@ import (
 )
 
 type testAgent struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	work   string
 	cmd    *exec.Cmd
@@ -95,7 +95,7 @@ func (a *testAgent) stop(sig syscall.Signal) {
 }
 
 // waitFor polls cond until it holds, or fails the test with what.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

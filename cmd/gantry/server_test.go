@@ -33,7 +33,7 @@ import (
 const testToken = "gantry_test_admin_token"
 
 type testServer struct {
-	t       *testing.T
+	t       testing.TB
 	addr    string
 	url     string
 	data    string
@@ -42,7 +42,7 @@ type testServer struct {
 	stopped bool
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,7 +53,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // startServer starts `gantry server` on a free port with its data in dir.
-func startServer(t *testing.T, dir string, extra ...string) *testServer {
+func startServer(t testing.TB, dir string, extra ...string) *testServer {
 	t.Helper()
 	s := &testServer{t: t, addr: freeAddr(t), data: dir}
 	s.url = "http://" + s.addr
@@ -150,7 +150,7 @@ func (s *testServer) cli(args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-func gitCmd(t *testing.T, dir string, args ...string) string {
+func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"}, args...)...)
 	out, err := cmd.CombinedOutput()
@@ -162,14 +162,14 @@ func gitCmd(t *testing.T, dir string, args ...string) string {
 
 // makeRepo makes a git repository whose main branch holds files, and
 // returns its path and head commit.
-func makeRepo(t *testing.T, files map[string]string) (string, string) {
+func makeRepo(t testing.TB, files map[string]string) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	gitCmd(t, dir, "init", "-q", "-b", "main")
 	return dir, commit(t, dir, files)
 }
 
-func commit(t *testing.T, dir string, files map[string]string) string {
+func commit(t testing.TB, dir string, files map[string]string) string {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(dir, name)
@@ -183,7 +183,7 @@ func commit(t *testing.T, dir string, files map[string]string) string {
 	return gitCmd(t, dir, "rev-parse", "HEAD")
 }
 
-func fixture(t *testing.T, path string) map[string]any {
+func fixture(t testing.TB, path string) map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "webhooks", path))
 	if err != nil {
@@ -237,7 +237,7 @@ func hmacHex(secret string, body []byte) string {
 
 // pushDelivery builds a signed push of commit to branch of repo in forge's
 // format, from the forge's published example payload.
-func pushDelivery(t *testing.T, forgeName, repo, branch, commit, id, secret string) delivery {
+func pushDelivery(t testing.TB, forgeName, repo, branch, commit, id, secret string) delivery {
 	t.Helper()
 	var doc map[string]any
 	h := map[string]string{"Content-Type": "application/json"}

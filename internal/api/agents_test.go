@@ -25,11 +25,12 @@ import (
 type agentEnv struct {
 	url            string
 	st             store.Store
+	queue          *queue.Dispatcher
 	admin, a, b    string
 	buildID, jobID int64
 }
 
-func newAgentEnv(t *testing.T) *agentEnv {
+func newAgentEnv(t testing.TB) *agentEnv {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "gantry.db"))
 	if err != nil {
@@ -39,7 +40,7 @@ func newAgentEnv(t *testing.T) *agentEnv {
 }
 
 // newAgentEnvOn is newAgentEnv on a store of the caller's.
-func newAgentEnvOn(t *testing.T, st store.Store) *agentEnv {
+func newAgentEnvOn(t testing.TB, st store.Store) *agentEnv {
 	t.Helper()
 	ctx := t.Context()
 	t.Cleanup(func() { st.Close() })
@@ -51,7 +52,7 @@ func newAgentEnvOn(t *testing.T, st store.Store) *agentEnv {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	e := &agentEnv{url: srv.URL, st: st, admin: "admin-secret"}
+	e := &agentEnv{url: srv.URL, st: st, queue: d, admin: "admin-secret"}
 	if err := st.CreateToken(ctx, &store.Token{Name: "admin", Hash: api.HashToken(e.admin), Admin: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -706,7 +706,7 @@ func blocked(b *store.Build) bool {
 // release lets the oldest build that waits behind done go, if nothing
 // else unfinished stands before it.
 func (s *Service) release(ctx context.Context, done *store.Build) {
-	builds, err := s.store.Builds(ctx, store.BuildFilter{Repo: done.Repo, Branch: done.Branch, Status: store.StatusQueued, Limit: 1000})
+	builds, err := s.store.Builds(ctx, store.BuildFilter{Repo: done.Repo, Branch: done.Branch, Blocked: true, Limit: 1000})
 	if err != nil {
 		return
 	}

@@ -195,6 +195,9 @@ type BuildFilter struct {
 	Repo   string
 	Branch string
 	Status string
+	// Blocked selects only queued builds none of whose jobs may run yet:
+	// every job is pending (the build waits for another to finish).
+	Blocked bool
 	// Limit caps the number returned; 0 means 50.
 	Limit int
 }

@@ -330,6 +330,9 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 	if f.Status != "" {
 		add("b.status = $%d", f.Status)
 	}
+	if f.Blocked {
+		where = append(where, "b.status = 'queued' AND NOT EXISTS (SELECT 1 FROM jobs AS bj WHERE bj.build_id = b.id AND bj.status <> 'pending')")
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50

@@ -261,6 +261,9 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 	if f.Status != "" {
 		where, args = append(where, "b.status = ?"), append(args, f.Status)
 	}
+	if f.Blocked {
+		where = append(where, "b.status = 'queued' AND NOT EXISTS (SELECT 1 FROM jobs AS bj WHERE bj.build_id = b.id AND bj.status <> 'pending')")
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50

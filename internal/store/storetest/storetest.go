@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BuildRoundTrip", testBuildRoundTrip},
 		{"Builds", testBuilds},
 		{"BuildsDefaultLimit", testBuildsDefaultLimit},
+		{"BuildsBlocked", testBuildsBlocked},
 		{"BuildIDs", testBuildIDs},
 		{"Update", testUpdate},
 		{"UpdateTruncatesSteps", testUpdateTruncatesSteps},
@@ -1734,5 +1735,26 @@ func testLeaseLocksConcurrent(t *testing.T, s store.Store) {
 	wg.Wait()
 	if leased != 3 {
 		t.Errorf("%d jobs leased at once on a lock of 3 units, want 3", leased)
+	}
+}
+
+func testBuildsBlocked(t *testing.T, s store.Store) {
+	r := newRepo(t, s, "acme/a")
+	pending := func(name string, pos int) *store.Job {
+		return &store.Job{Name: name, Position: pos, Status: store.StatusPending, ExitCode: -1}
+	}
+	blocked := newBuild(t, s, r, []*store.Job{pending("a", 0), pending("b", 1)})
+	newBuild(t, s, r, []*store.Job{queued("a", 0), pending("b", 1)})
+	newBuild(t, s, r, []*store.Job{pending("a", 0)}, func(b *store.Build) { b.Status = store.StatusRunning })
+	got, err := s.Builds(t.Context(), store.BuildFilter{Repo: "acme/a", Blocked: true})
+	if err != nil {
+		t.Fatalf("Builds(blocked) = %v", err)
+	}
+	if len(got) != 1 || got[0].ID != blocked.ID {
+		var ids []int64
+		for _, b := range got {
+			ids = append(ids, b.ID)
+		}
+		t.Errorf("Builds(blocked) = %v, want [%d]: the queued build whose jobs all wait", ids, blocked.ID)
 	}
 }
