@@ -555,11 +555,15 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 			if m.Kind != "build" {
 				continue
 			}
-			b, err := h.Store.Build(ctx, m.BuildID)
-			if err != nil {
-				continue
+			snap := m.Snapshot
+			if snap == nil {
+				b, err := h.Store.Build(ctx, m.BuildID)
+				if err != nil {
+					continue
+				}
+				snap = BuildOf(b)
 			}
-			data, _ := json.Marshal(BuildOf(b))
+			data, _ := json.Marshal(snap)
 			fmt.Fprintf(w, "event: build\ndata: %s\n\n", data)
 			fl.Flush()
 		}

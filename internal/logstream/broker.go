@@ -12,6 +12,9 @@ type Message struct {
 	Kind    string
 	BuildID int64
 	JobID   int64
+	// Snapshot, on "build", is the build as it was when it changed, so a
+	// subscriber sees every state in turn rather than only the latest.
+	Snapshot any
 }
 
 // Broker fans messages out to subscribers. The zero value is ready to use.

@@ -174,7 +174,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	mirrors := git.NewMirrors(filepath.Join(s.cfg.DataDir, "repos"))
 	var dispatcher *queue.Dispatcher
 	s.builds = build.New(st, mirrors, s.cfg.Log, func(b *store.Build) {
-		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID})
+		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID, Snapshot: api.BuildOf(b)})
 		if dispatcher != nil && hasQueued(b) {
 			dispatcher.Notify()
 		}
