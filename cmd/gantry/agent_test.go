@@ -606,3 +606,58 @@ jobs:
 		}
 	}
 }
+
+// SIGTERM drains an agent: it says so, takes no new job and finishes the
+// running one; a second SIGTERM stops the running job.
+func TestAgentDrainsOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	gate := t.TempDir()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": fmt.Sprintf(`
+jobs:
+  wait:
+    steps:
+      - run: |
+          echo "waiting on $GANTRY_BRANCH"
+          while [ ! -e %s/open-$GANTRY_BRANCH ]; do sleep 0.05; done
+          echo "released"
+`, gate)})
+	s := startServer(t, t.TempDir(), "--agents", "0")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	token := s.agentToken("ci")
+	a := s.startAgent("drainer", token, t.TempDir())
+	first := s.send(pushDelivery(t, "github", "acme/app", "one", sha, "d1", "k")).body.Builds[0].ID
+	s.waitLog(first, "waiting on one")
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, "gantry agents does not show the agent draining", func() bool {
+		out, _, _ := s.cli("agents")
+		return strings.Contains(out, "draining")
+	})
+	second := s.send(pushDelivery(t, "github", "acme/app", "two", sha, "d2", "k")).body.Builds[0].ID
+	os.WriteFile(filepath.Join(gate, "open-one"), nil, 0o600)
+	if b := s.waitBuild(first, 20*time.Second); b.Status != "success" {
+		t.Errorf("the draining agent's job = %s, want success", b.Status)
+	}
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not exit once its job finished")
+	}
+	if a.code != 0 {
+		t.Errorf("drained agent exit code = %d, want 0\n%s", a.code, a.stderr)
+	}
+	if b, _ := s.client().Build(context.Background(), second); b.Status != "queued" {
+		t.Errorf("build queued while the agent drained = %s, want still queued", b.Status)
+	}
+
+	// A second signal stops the running job.
+	b2 := s.startAgent("stopper", token, t.TempDir())
+	s.waitLog(second, "waiting on two")
+	b2.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond)
+	b2.cmd.Process.Signal(syscall.SIGTERM)
+	if b := s.waitBuild(second, 20*time.Second); b.Status != "cancelled" {
+		t.Errorf("job stopped by a second SIGTERM = %s (%s), want cancelled", b.Status, b.Jobs[0].Reason)
+	}
+}

@@ -39,6 +39,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	agents := fs.Int("agents", runtime.NumCPU(), "built-in agent slots: jobs run at once on this machine (`N`; 0: none)")
 	drain := fs.Duration("drain-timeout", time.Minute, "on SIGTERM, how long running jobs may finish before they are stopped")
 	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "a job whose agent stops heartbeating for this long is handed to another agent or fails")
+	retries := fs.Int("retries", 1, "how many times a job whose agent was lost (or whose token was revoked) runs again elsewhere before it fails as \"agent lost\" (`N`)")
 	buildForks := fs.Bool("build-forks", false, "build pull requests from forks: their pipeline, a stranger's code, runs on this server's agents")
 	logFormat := fs.String("log-format", "text", "log `format` on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -47,6 +48,10 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gantry server: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *retries < 0 {
+		fmt.Fprintf(stderr, "gantry server: --retries %d: want 0 or more\n", *retries)
 		return exitUsage
 	}
 	var level slog.Level
@@ -68,7 +73,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
-		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, BuildForks: *buildForks,
+		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, Retries: *retries, BuildForks: *buildForks,
 		Log: log, Out: stdout, Version: version(),
 	})
 	if err != nil {

@@ -38,6 +38,9 @@ type Server interface {
 	Report(ctx context.Context, a *queue.Assignment, events []engine.Event) error
 	Heartbeat(ctx context.Context, a *queue.Assignment) error
 	Finish(ctx context.Context, a *queue.Assignment, res *engine.JobResult) error
+	// Seen tells the server what the agent says of itself outside a lease
+	// request: that it drains, for one.
+	Seen(ctx context.Context, self *store.Agent) error
 }
 
 // ErrRefused is what a Server's methods wrap when the server refuses the
@@ -121,6 +124,15 @@ func (a *Agent) Run(ctx, jobCtx context.Context) error {
 			os.RemoveAll(filepath.Join(a.opts.WorkDir, e.Name()))
 		}
 	}
+	go func() {
+		<-ctx.Done()
+		if context.Cause(ctx) == context.Canceled && jobCtx.Err() == nil {
+			// Draining: say so, so that `gantry agents` shows it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			a.server.Seen(rctx, a.self(true))
+		}
+	}()
 	var wg sync.WaitGroup
 	for i := 0; i < a.opts.Capacity; i++ {
 		slot := i
@@ -128,8 +140,7 @@ func (a *Agent) Run(ctx, jobCtx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				as, err := a.server.Lease(ctx, &store.Agent{Name: a.opts.Name, Labels: a.opts.Labels,
-					Capacity: a.opts.Capacity, Version: a.opts.Version})
+				as, err := a.server.Lease(ctx, a.self(false))
 				if errors.Is(err, ErrRefused) {
 					a.refuse(err)
 					return
@@ -153,6 +164,12 @@ func (a *Agent) Run(ctx, jobCtx context.Context) error {
 		return cause
 	}
 	return nil
+}
+
+// self is what the agent says of itself.
+func (a *Agent) self(draining bool) *store.Agent {
+	return &store.Agent{Name: a.opts.Name, Labels: a.opts.Labels, Capacity: a.opts.Capacity,
+		Version: a.opts.Version, Draining: draining}
 }
 
 // errLost is the cause of a job stopped because the server took it away.

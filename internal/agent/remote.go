@@ -164,3 +164,10 @@ func (r *Remote) Finish(ctx context.Context, a *queue.Assignment, res *engine.Jo
 	}
 	return err
 }
+
+// Seen tells the server what the agent says of itself (that it drains).
+func (r *Remote) Seen(ctx context.Context, self *store.Agent) error {
+	req := api.LeaseRequest{Name: self.Name, Labels: self.Labels, Capacity: self.Capacity, Version: self.Version, Draining: self.Draining}
+	_, err := r.call(ctx, "/api/v1/agent/seen", req, nil, 10*time.Second, 0)
+	return err
+}

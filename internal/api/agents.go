@@ -41,6 +41,8 @@ type LeaseRequest struct {
 	Labels   []string `json:"labels"`
 	Capacity int      `json:"capacity"`
 	Version  string   `json:"version"`
+	// Draining, on POST /api/v1/agent/seen: the agent takes no new job.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Lease is a leased job as the agent receives it.
@@ -136,6 +138,7 @@ func (h *Handler) registerAgents(mux *http.ServeMux) {
 		mux.Handle(pattern, h.adaptKind(store.TokenAgent, fn))
 	}
 	agentRoute("POST /api/v1/agent/lease", h.agentLease)
+	agentRoute("POST /api/v1/agent/seen", h.agentSeen)
 	agentRoute("POST /api/v1/agent/jobs/{id}/{call}", h.agentJob)
 
 	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
@@ -162,24 +165,46 @@ func validLabel(l string) bool {
 	return l != "" && len(l) <= 64 && !strings.ContainsAny(l, " \t\r\n,[]")
 }
 
-func (h *Handler) agentLease(w http.ResponseWriter, r *http.Request, tok *store.Token) error {
+// agentSelf reads and checks what an agent says of itself.
+func agentSelf(r *http.Request, tok *store.Token) (*store.Agent, error) {
 	var req LeaseRequest
 	if err := readJSON(r, &req); err != nil {
-		return err
+		return nil, err
 	}
 	if req.Name == "" || len(req.Name) > 128 || strings.ContainsAny(req.Name, " \t\r\n") {
-		return badRequestf("agent name %q: want 1 to 128 characters without spaces", req.Name)
+		return nil, badRequestf("agent name %q: want 1 to 128 characters without spaces", req.Name)
 	}
 	for _, l := range req.Labels {
 		if !validLabel(l) {
-			return badRequestf("label %q: want 1 to 64 characters without spaces, commas or brackets", l)
+			return nil, badRequestf("label %q: want 1 to 64 characters without spaces, commas or brackets", l)
 		}
 		if len(tok.Labels) > 0 && !slices.Contains(tok.Labels, l) {
-			return &forbidden{fmt.Sprintf("agent token %q does not allow label %q (it allows [%s])", tok.Name, l, strings.Join(tok.Labels, " "))}
+			return nil, &forbidden{fmt.Sprintf("agent token %q does not allow label %q (it allows [%s])", tok.Name, l, strings.Join(tok.Labels, " "))}
 		}
 	}
 	if len(req.Labels) == 0 {
 		req.Labels = tok.Labels
+	}
+	return &store.Agent{Name: req.Name, TokenID: tok.ID, Labels: req.Labels, Capacity: max(req.Capacity, 1),
+		Version: req.Version, Draining: req.Draining}, nil
+}
+
+func (h *Handler) agentSeen(w http.ResponseWriter, r *http.Request, tok *store.Token) error {
+	self, err := agentSelf(r, tok)
+	if err != nil {
+		return err
+	}
+	if err := h.Queue.Seen(r.Context(), self); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) agentLease(w http.ResponseWriter, r *http.Request, tok *store.Token) error {
+	self, err := agentSelf(r, tok)
+	if err != nil {
+		return err
 	}
 	wait := h.LongPoll
 	if wait <= 0 {
@@ -187,8 +212,7 @@ func (h *Handler) agentLease(w http.ResponseWriter, r *http.Request, tok *store.
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	a, err := h.Queue.Lease(ctx, &store.Agent{Name: req.Name, TokenID: tok.ID, Labels: req.Labels,
-		Capacity: max(req.Capacity, 1), Version: req.Version})
+	a, err := h.Queue.Lease(ctx, self)
 	if err != nil {
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			w.WriteHeader(http.StatusNoContent)

@@ -139,8 +139,14 @@ func (d *Dispatcher) waitChan() <-chan struct{} {
 }
 
 // Seen records that an agent is alive and what it says of itself; it
-// writes to the store at most every few seconds per agent.
-func (d *Dispatcher) Seen(ctx context.Context, a *store.Agent) {
+// writes to the store at most every few seconds per agent, and at once
+// when what it says changed.
+func (d *Dispatcher) Seen(ctx context.Context, a *store.Agent) error {
+	d.seen(ctx, a)
+	return nil
+}
+
+func (d *Dispatcher) seen(ctx context.Context, a *store.Agent) {
 	d.mu.Lock()
 	prev := d.agents[a.Name]
 	if prev == nil {
@@ -177,7 +183,7 @@ func (d *Dispatcher) seenByName(name string) *store.Agent {
 // Lease blocks until a queued job fits the agent's labels, and hands it
 // out; it returns ctx's error when ctx ends first.
 func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment, error) {
-	d.Seen(ctx, self)
+	d.seen(ctx, self)
 	d.mu.Lock()
 	d.waiting[self.Name]++
 	d.mu.Unlock()

@@ -58,6 +58,9 @@ type Config struct {
 	AdminToken string
 	// LeaseTTL is how long a job's lease lasts without a heartbeat.
 	LeaseTTL time.Duration
+	// Retries is how many times a job whose agent was lost is handed to
+	// another agent before it fails with "agent lost".
+	Retries int
 	// KillGrace is how long a stopped step gets between SIGTERM and SIGKILL.
 	KillGrace time.Duration
 	// BuildForks builds pull requests from forks; their pipeline is a
@@ -179,7 +182,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			dispatcher.Notify()
 		}
 	}, build.Options{BuildForks: s.cfg.BuildForks, Finished: s.metrics.buildFinished})
-	dispatcher = queue.New(st, s.builds, s.cfg.Log, queue.Options{LeaseTTL: s.cfg.LeaseTTL, Retries: 1,
+	dispatcher = queue.New(st, s.builds, s.cfg.Log, queue.Options{LeaseTTL: s.cfg.LeaseTTL, Retries: s.cfg.Retries,
 		Logged: func(buildID, jobID int64) {
 			s.broker.Publish(logstream.Message{Kind: "log", BuildID: buildID, JobID: jobID})
 		}})
