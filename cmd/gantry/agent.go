@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/agent"
@@ -188,34 +187,14 @@ func agentTokenCmd(args []string, stdout, stderr io.Writer) int {
 			t.ID, t.Name, t.Token, strings.TrimSuffix(*cf.server, "/"))
 		return exitOK
 	case "list", "ls":
-		fs := newFlagSet("agent-token list", "agent-token list", "Lists agent tokens, revoked ones too; never their secrets.", stdout, stderr)
-		cf := addClientFlags(fs)
-		if code, done := parseFlags(fs, args, stdout); done {
-			return code
-		}
-		c, ok := cf.client(stderr)
-		if !ok {
-			return exitUsage
-		}
-		ts, err := c.AgentTokens(ctx)
-		if err != nil {
-			return fail(stderr, "agent-token list", err)
-		}
-		if cf.json() {
-			printJSON(stdout, ts)
-			return exitOK
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tLABELS\tCREATED\tREVOKED")
-		for _, t := range ts {
-			revoked := "-"
-			if t.RevokedAt != nil {
-				revoked = t.RevokedAt.Local().Format(time.DateTime)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", t.ID, t.Name, orAny(t.Labels), t.CreatedAt.Local().Format(time.DateTime), revoked)
-		}
-		tw.Flush()
-		return exitOK
+		return listCmd(newFlagSet("agent-token list", "agent-token list", "Lists agent tokens, revoked ones too; never their secrets.", stdout, stderr),
+			args, stdout, stderr, (*api.Client).AgentTokens, "ID\tNAME\tLABELS\tCREATED\tREVOKED", func(w io.Writer, t api.AgentToken) {
+				revoked := "-"
+				if t.RevokedAt != nil {
+					revoked = t.RevokedAt.Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", t.ID, t.Name, orAny(t.Labels), t.CreatedAt.Local().Format(time.DateTime), revoked)
+			})
 	case "revoke":
 		fs := newFlagSet("agent-token revoke", "agent-token revoke ID",
 			"Revokes an agent token: its agents are refused at once and their running jobs go to other agents.", stdout, stderr)
@@ -257,72 +236,28 @@ func orAny(labels []string) string {
 }
 
 func agentsCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("agents", "agents", "Lists the agents the server has seen: labels, state (idle, busy, draining, offline),\nrunning jobs, last heartbeat and version.", stdout, stderr)
-	cf := addClientFlags(fs)
-	if code, done := parseFlags(fs, args, stdout); done {
-		return code
-	}
-	c, ok := cf.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	agents, err := c.Agents(context.Background())
-	if err != nil {
-		return fail(stderr, "agents", err)
-	}
-	if cf.json() {
-		printJSON(stdout, agents)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tLABELS\tJOBS\tLAST SEEN\tVERSION")
-	for _, a := range agents {
-		var jobs []string
-		for _, j := range a.Running {
-			jobs = append(jobs, fmt.Sprintf("#%d %s", j.BuildID, j.Job))
-		}
-		running := fmt.Sprintf("%d/%d", len(a.Running), a.Capacity)
-		if len(jobs) > 0 {
-			running += " " + strings.Join(jobs, ", ")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\n", a.Name, a.State, orAny(a.Labels), running,
-			time.Since(a.LastSeen).Round(time.Second), a.Version)
-	}
-	tw.Flush()
-	return exitOK
+	return listCmd(newFlagSet("agents", "agents", "Lists the agents the server has seen: labels, state (idle, busy, draining, offline),\nrunning jobs, last heartbeat and version.", stdout, stderr),
+		args, stdout, stderr, (*api.Client).Agents, "NAME\tSTATE\tLABELS\tJOBS\tLAST SEEN\tVERSION", func(w io.Writer, a api.Agent) {
+			running := fmt.Sprintf("%d/%d", len(a.Running), a.Capacity)
+			for i, j := range a.Running {
+				sep := ", "
+				if i == 0 {
+					sep = " "
+				}
+				running += fmt.Sprintf("%s#%d %s", sep, j.BuildID, j.Job)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s ago\t%s\n", a.Name, a.State, orAny(a.Labels), running,
+				time.Since(a.LastSeen).Round(time.Second), a.Version)
+		})
 }
 
 func queueCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("queue", "queue", "Lists the jobs that wait to run, oldest first, each with why it waits.", stdout, stderr)
-	cf := addClientFlags(fs)
-	if code, done := parseFlags(fs, args, stdout); done {
-		return code
-	}
-	c, ok := cf.client(stderr)
-	if !ok {
-		return exitUsage
-	}
-	jobs, err := c.Queue(context.Background())
-	if err != nil {
-		return fail(stderr, "queue", err)
-	}
-	if cf.json() {
-		printJSON(stdout, jobs)
-		return exitOK
-	}
-	if len(jobs) == 0 {
-		fmt.Fprintln(stdout, "no job is waiting")
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUILD\tREPO\tJOB\tWAITING\tREASON")
-	for _, j := range jobs {
-		reason := j.Reason
-		if reason == "" {
-			reason = "about to start"
-		}
-		fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%s\n", j.BuildID, j.Repo, j.Job, time.Since(j.Since).Round(time.Second), reason)
-	}
-	tw.Flush()
-	return exitOK
+	return listCmd(newFlagSet("queue", "queue", "Lists the jobs that wait to run, oldest first, each with why it waits.", stdout, stderr),
+		args, stdout, stderr, (*api.Client).Queue, "BUILD\tREPO\tJOB\tWAITING\tREASON", func(w io.Writer, j api.QueuedJob) {
+			reason := j.Reason
+			if reason == "" {
+				reason = "about to start"
+			}
+			fmt.Fprintf(w, "#%d\t%s\t%s\t%s\t%s\n", j.BuildID, j.Repo, j.Job, time.Since(j.Since).Round(time.Second), reason)
+		})
 }

@@ -66,6 +66,35 @@ func fail(stderr io.Writer, cmd string, err error) int {
 	return exitFailed
 }
 
+// listCmd runs a command that fetches a listing from the server and prints
+// it as JSON with --output json, else as the table row writes.
+func listCmd[T any](fs *flag.FlagSet, args []string, stdout, stderr io.Writer,
+	fetch func(*api.Client, context.Context) ([]T, error), header string, row func(io.Writer, T)) int {
+	cf := addClientFlags(fs)
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	c, ok := cf.client(stderr)
+	if !ok {
+		return exitUsage
+	}
+	items, err := fetch(c, context.Background())
+	if err != nil {
+		return fail(stderr, fs.Name(), err)
+	}
+	if cf.json() {
+		printJSON(stdout, items)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		row(tw, it)
+	}
+	tw.Flush()
+	return exitOK
+}
+
 func needArgs(fs *flag.FlagSet, n int, what string, stderr io.Writer) bool {
 	if fs.NArg() != n {
 		fmt.Fprintf(stderr, "gantry %s: want %s\n", fs.Name(), what)
@@ -124,30 +153,10 @@ func repoCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	case "list", "ls":
-		fs := newFlagSet("repo list", "repo list", "Lists repositories.", stdout, stderr)
-		cf := addClientFlags(fs)
-		if code, done := parseFlags(fs, args, stdout); done {
-			return code
-		}
-		c, ok := cf.client(stderr)
-		if !ok {
-			return exitUsage
-		}
-		repos, err := c.Repos(ctx)
-		if err != nil {
-			return fail(stderr, "repo list", err)
-		}
-		if cf.json() {
-			printJSON(stdout, repos)
-			return exitOK
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "REPO\tFORGE\tDEFAULT BRANCH\tURL")
-		for _, r := range repos {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Forge, r.DefaultBranch, r.CloneURL)
-		}
-		tw.Flush()
-		return exitOK
+		return listCmd(newFlagSet("repo list", "repo list", "Lists repositories.", stdout, stderr), args, stdout, stderr,
+			(*api.Client).Repos, "REPO\tFORGE\tDEFAULT BRANCH\tURL", func(w io.Writer, r api.Repo) {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Name, r.Forge, r.DefaultBranch, r.CloneURL)
+			})
 	case "rm", "remove":
 		fs := newFlagSet("repo rm", "repo rm OWNER/NAME", "Removes a repository with its builds and logs.", stdout, stderr)
 		cf := addClientFlags(fs)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/gantry-ci/gantry/internal/api"
 )
@@ -54,34 +53,14 @@ Run 'gantry lock add --help' (or list, rm) for a subcommand's flags.`)
 		}
 		return exitOK
 	case "list", "ls":
-		fs := newFlagSet("lock list", "lock list", "Lists locks with the jobs that hold them.", stdout, stderr)
-		cf := addClientFlags(fs)
-		if code, done := parseFlags(fs, args, stdout); done {
-			return code
-		}
-		c, ok := cf.client(stderr)
-		if !ok {
-			return exitUsage
-		}
-		locks, err := c.Locks(ctx)
-		if err != nil {
-			return fail(stderr, "lock list", err)
-		}
-		if cf.json() {
-			printJSON(stdout, locks)
-			return exitOK
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tHELD\tHOLDERS")
-		for _, l := range locks {
-			var holders []string
-			for _, h := range l.Holders {
-				holders = append(holders, fmt.Sprintf("#%d %s", h.BuildID, h.Job))
-			}
-			fmt.Fprintf(tw, "%s\t%d/%d\t%s\n", l.Name, len(l.Holders), l.Capacity, strings.Join(holders, ", "))
-		}
-		tw.Flush()
-		return exitOK
+		return listCmd(newFlagSet("lock list", "lock list", "Lists locks with the jobs that hold them.", stdout, stderr),
+			args, stdout, stderr, (*api.Client).Locks, "NAME\tHELD\tHOLDERS", func(w io.Writer, l api.Lock) {
+				var holders []string
+				for _, h := range l.Holders {
+					holders = append(holders, fmt.Sprintf("#%d %s", h.BuildID, h.Job))
+				}
+				fmt.Fprintf(w, "%s\t%d/%d\t%s\n", l.Name, len(l.Holders), l.Capacity, strings.Join(holders, ", "))
+			})
 	case "rm", "remove":
 		fs := newFlagSet("lock rm", "lock rm NAME", "Removes a lock; jobs that name it wait until it exists again.", stdout, stderr)
 		cf := addClientFlags(fs)
