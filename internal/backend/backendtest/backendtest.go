@@ -145,7 +145,7 @@ var (
 
 // safety bounds every step, and a backend that does not honour it fails the
 // test rather than hanging it.
-const safety = 10 * time.Second
+const safety = 60 * time.Second
 
 // start starts a job with a fresh workspace on a fresh backend and closes
 // it when the test ends.

@@ -60,6 +60,9 @@ func TestConformance(t *testing.T) {
 		WaitDelay:       testWaitDelay,
 		HostEnv:         strings.Fields("PATH HOSTNAME HOME PWD SHLVL"),
 		SignalExitCodes: true,
+		// Each exec is several API calls to a daemon that, with the whole
+		// suite running on 2 cores, answers slowly at times.
+		Slack: 6 * time.Second,
 	})
 }
 

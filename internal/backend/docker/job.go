@@ -3,6 +3,8 @@ package docker
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,13 +31,31 @@ import (
 // even while a background process holds the output open. It catches
 // SIGTERM (a no-op trap is reset in the step) so that a step that traps
 // SIGTERM itself still gets its exit status reported.
+//
+// Its first argument is an end marker it writes on stdout once the step
+// has exited: the engine forwards stdout and stderr on two pipes, so the
+// exit status may arrive before the last of the output; the marker, in
+// the output's own stream, says that all of it has arrived.
 const wrapper = `trap : TERM
+m=$1; shift
 command -v -- "$1" >/dev/null 2>&1 || { echo notfound >&2; exit 127; }
 echo "pid $$" >&2
 "$@" 2>&1
 s=$?
+printf '%s' "$m"
 echo "exit $s" >&2
 exit $s`
+
+// newMarker returns an end marker no step prints by chance.
+func newMarker() []byte {
+	var b [12]byte
+	rand.Read(b[:])
+	return []byte("\x1egantry-end-" + hex.EncodeToString(b[:]) + "\x1e")
+}
+
+// endWait bounds the wait for the end marker once the exit status came: it
+// only runs out when the wrapper could not write it.
+const endWait = 30 * time.Second
 
 // errClosed is what Exec reports for a step that Close stopped or that
 // came after Close.
@@ -84,8 +104,9 @@ func (j *job) Exec(ctx context.Context, step backend.StepSpec, out io.Writer) (b
 	}
 	// The API calls are short; the step's cancellation is ours to handle.
 	actx := context.WithoutCancel(ctx)
+	marker := newMarker()
 	ec, err := j.b.cli.ContainerExecCreate(actx, j.ctr, container.ExecOptions{
-		Cmd:          append([]string{"sh", "-c", wrapper, "sh"}, step.Command...),
+		Cmd:          append([]string{"sh", "-c", wrapper, "sh", string(marker)}, step.Command...),
 		Env:          step.Env,
 		WorkingDir:   dir,
 		AttachStdout: true,
@@ -104,7 +125,8 @@ func (j *job) Exec(ctx context.Context, step backend.StepSpec, out io.Writer) (b
 		}
 		return fail(notRun, fmt.Errorf("start exec in container %.12s: %w", j.ctr, err))
 	}
-	r := &stepRun{j: j, step: step, execID: ec.ID, hj: hj, out: &outWriter{w: out}, pidSeen: make(chan struct{}), exitSeen: make(chan struct{})}
+	r := &stepRun{j: j, step: step, execID: ec.ID, hj: hj, out: &outWriter{w: out}, pidSeen: make(chan struct{}),
+		exitSeen: make(chan struct{}), marker: marker, endSeen: make(chan struct{})}
 	return r.wait(ctx)
 }
 
@@ -136,6 +158,43 @@ type stepRun struct {
 	held     bytes.Buffer // output before the wrapper reported its PID
 	diag     []byte       // a partial line of the backend's channel
 	started  bool
+
+	// Only the copying goroutine uses these.
+	marker  []byte        // the end marker the wrapper writes on stdout
+	partial []byte        // output that may be the start of the marker
+	ended   bool          // the marker was seen
+	endSeen chan struct{} // closed once it was
+}
+
+// emit writes output on, without the end marker: once the marker has
+// passed, all of the step's own output has.
+func (r *stepRun) emit(p []byte) (int, error) {
+	n := len(p)
+	if r.ended {
+		_, err := r.out.Write(p)
+		return n, err
+	}
+	buf := append(r.partial, p...)
+	r.partial = nil
+	if i := bytes.Index(buf, r.marker); i >= 0 {
+		r.ended = true
+		close(r.endSeen)
+		buf = append(buf[:i:i], buf[i+len(r.marker):]...)
+	} else {
+		// Keep back the longest end of buf that may begin the marker.
+		for k := min(len(r.marker)-1, len(buf)); k > 0; k-- {
+			if bytes.HasPrefix(r.marker, buf[len(buf)-k:]) {
+				r.partial = bytes.Clone(buf[len(buf)-k:])
+				buf = buf[:len(buf)-k]
+				break
+			}
+		}
+	}
+	if len(buf) == 0 {
+		return n, nil
+	}
+	_, err := r.out.Write(buf)
+	return n, err
 }
 
 // heldMax bounds the output held before the wrapper's PID arrives (it comes
@@ -160,7 +219,7 @@ func (r *stepRun) writeOut(p []byte) (int, error) {
 		r.held.Reset()
 	}
 	r.mu.Unlock()
-	return r.out.Write(p)
+	return r.emit(p)
 }
 
 // stderr is the backend's channel from the wrapper: "pid N", "notfound",
@@ -203,7 +262,7 @@ func (r *stepRun) writeDiag(p []byte) (int, error) {
 	}
 	r.mu.Unlock()
 	if len(flush) > 0 {
-		if _, err := r.out.Write(flush); err != nil {
+		if _, err := r.emit(flush); err != nil {
 			return 0, err
 		}
 	}
@@ -220,12 +279,13 @@ func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
 	defer r.hj.Close()
 	copyDone := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(r.stdout(), r.stderr(), r.hj.Reader)
+		_, err := stdcopy.StdCopy(r.stdout(), r.stderr(), readAhead(r.hj.Reader))
 		copyDone <- err
 	}()
 	var (
 		streamDone   bool
 		exitSeen     = r.exitSeen
+		endSeen      <-chan struct{}
 		exitDeadline <-chan time.Time
 	)
 	fail := func(res backend.Result, err error) (backend.Result, error) {
@@ -236,9 +296,14 @@ func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
 		case <-copyDone:
 			streamDone = true
 		case <-exitSeen:
-			// The step's main process has exited; a background process
-			// may still hold the output open: give it WaitDelay.
-			exitSeen = nil
+			// The step's main process has exited; its output may still be
+			// on its way: wait for the end marker.
+			exitSeen, endSeen = nil, r.endSeen
+			exitDeadline = time.After(endWait)
+		case <-endSeen:
+			// All the step's output is here; a background process may
+			// still hold the output open: give it WaitDelay.
+			endSeen = nil
 			exitDeadline = time.After(r.j.b.waitDelay)
 		case <-exitDeadline:
 			r.hj.Close()
@@ -264,6 +329,11 @@ func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
 			res := r.stop(copyDone, r.out.err)
 			return fail(res, fmt.Errorf("write output: %w", r.out.err))
 		}
+	}
+	if !r.ended && len(r.partial) > 0 {
+		// It looked like the start of the marker, but the marker never came.
+		r.out.Write(r.partial)
+		r.partial = nil
 	}
 	r.mu.Lock()
 	started, notFound, held := r.started, r.notFound, r.held.String()
@@ -467,4 +537,52 @@ func (o *outWriter) Write(p []byte) (int, error) {
 		o.err = err
 	}
 	return n, err
+}
+
+// readAhead reads r in a goroutine of its own, up to readAheadMax ahead of
+// the caller. The engine gives an exec's output about 2 s after the process
+// exits to be read, then closes the stream: a consumer slowed down for a
+// moment (a busy machine, a slow log sink) must not lose the end of it.
+func readAhead(r io.Reader) io.Reader {
+	ch := make(chan []byte, readAheadMax/readAheadChunk)
+	ra := &aheadReader{ch: ch}
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, readAheadChunk)
+			n, err := r.Read(buf)
+			if n > 0 {
+				ch <- buf[:n]
+			}
+			if err != nil {
+				ra.err = err // read by the consumer only after ch is closed
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+const (
+	readAheadChunk = 32 << 10
+	readAheadMax   = 8 << 20
+)
+
+type aheadReader struct {
+	ch  chan []byte
+	cur []byte
+	err error
+}
+
+func (a *aheadReader) Read(p []byte) (int, error) {
+	for len(a.cur) == 0 {
+		b, ok := <-a.ch
+		if !ok {
+			return 0, a.err
+		}
+		a.cur = b
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
 }
