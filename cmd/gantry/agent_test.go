@@ -664,3 +664,47 @@ jobs:
 		t.Errorf("job stopped by a second SIGTERM = %s (%s), want cancelled", b.Status, b.Jobs[0].Reason)
 	}
 }
+
+// concurrency: {repo: 1} lets one job of the repository run at a time,
+// though agents have room for more, and the waiting job says why.
+func TestConcurrencyLimits(t *testing.T) {
+	t.Parallel()
+	gate := t.TempDir()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": fmt.Sprintf(`
+concurrency: {repo: 1}
+jobs:
+  first:
+    steps: ["while [ ! -e %[1]s/first ]; do sleep 0.05; done"]
+  second:
+    steps: ["while [ ! -e %[1]s/second ]; do sleep 0.05; done"]
+`, gate)})
+	s := startServer(t, t.TempDir(), "--agents", "2")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	id := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
+	waitFor(t, 10*time.Second, "the second job does not wait for the repository's limit", func() bool {
+		b, err := s.client().Build(context.Background(), id)
+		return err == nil && b.Jobs[0].Status == "running" && b.Jobs[1].Status == "queued" &&
+			b.Jobs[1].Reason == fmt.Sprintf("waiting for lock repo:acme/app held by build %d", id)
+	})
+	if out, _, _ := s.cli("lock", "list"); !strings.Contains(out, "repo:acme/app  1/1") {
+		t.Errorf("gantry lock list does not show the limit held:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(gate, "first"), nil, 0o600)
+	waitFor(t, 10*time.Second, "the second job did not start once the first finished", func() bool {
+		b, err := s.client().Build(context.Background(), id)
+		return err == nil && b.Jobs[0].Status == "success" && b.Jobs[1].Status == "running"
+	})
+	os.WriteFile(filepath.Join(gate, "second"), nil, 0o600)
+	if b := s.waitBuild(id, 20*time.Second); b.Status != "success" {
+		t.Errorf("build = %s, want success", b.Status)
+	}
+
+	bad := filepath.Join(t.TempDir(), ".gantry.yml")
+	os.WriteFile(bad, []byte("concurrency: {repo: 0}\njobs: {a: {steps: [\"true\"]}}\n"), 0o600)
+	_, errOut, code := s.cli("validate", bad)
+	if code != 1 || !strings.Contains(errOut, "concurrency.repo: want a whole number from 1 to 10000") {
+		t.Errorf("validate concurrency.repo 0 = %d %q, want 1 and where and what", code, errOut)
+	}
+}

@@ -194,11 +194,26 @@ func (s *Service) prepare(ctx context.Context, repo *store.Repo, t Trigger, b *s
 		return p
 	}
 	pl := plan.New(p, pt)
+	if err := s.setLimits(ctx, pl); err != nil {
+		finish(store.StatusError, err.Error())
+		return nil
+	}
 	for i, j := range pl.Jobs {
 		b.Jobs = append(b.Jobs, &store.Job{Name: j.Name, Position: i, Status: store.StatusPending, RunsOn: j.RunsOn, Locks: j.Locks, ExitCode: -1})
 	}
 	advance(b, pl, time.Now())
 	return p
+}
+
+// setLimits makes the locks that a plan's concurrency limits stand for,
+// with the capacities the pipeline file gives them now.
+func (s *Service) setLimits(ctx context.Context, pl *plan.Plan) error {
+	for name, n := range pl.Limits {
+		if err := s.store.SetLock(ctx, &store.Lock{Name: name, Capacity: n}); err != nil {
+			return fmt.Errorf("concurrency limit: %w", err)
+		}
+	}
+	return nil
 }
 
 func short(sha string) string {
@@ -580,6 +595,9 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 	} else {
 		pl, err := Plan(old)
 		if err != nil {
+			return nil, err
+		}
+		if err := s.setLimits(ctx, pl); err != nil {
 			return nil, err
 		}
 		prev := map[string]*store.Job{}

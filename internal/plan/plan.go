@@ -47,6 +47,19 @@ type Plan struct {
 	Env     map[string]string `json:"env,omitempty"`
 	// Jobs are in file order, matrix cells in place of their job.
 	Jobs []*Job `json:"jobs"`
+	// Limits are the locks that the pipeline's concurrency limits stand
+	// for, with their capacities: every job holds them, on top of its own.
+	Limits map[string]int `json:"limits,omitempty"`
+}
+
+// LimitLock names the lock that stands for a concurrency limit: of the
+// repository ("repo:acme/app") or of one of its branches
+// ("branch:acme/app@main").
+func LimitLock(scope, repo, branch string) string {
+	if scope == "branch" {
+		return "branch:" + repo + "@" + branch
+	}
+	return "repo:" + repo
 }
 
 // Job is one job to run: a job of the file, or one cell of its matrix.
@@ -184,7 +197,24 @@ func New(p *spec.Pipeline, t Trigger) *Plan {
 		}
 		j.Needs = needs
 	}
+	if p.Limits.Repo > 0 && t.Repo != "" {
+		pl.limit(LimitLock("repo", t.Repo, ""), p.Limits.Repo)
+	}
+	if p.Limits.Branch > 0 && t.Repo != "" && t.Branch != "" {
+		pl.limit(LimitLock("branch", t.Repo, t.Branch), p.Limits.Branch)
+	}
 	return pl
+}
+
+// limit makes every job hold the lock name, of capacity n.
+func (pl *Plan) limit(name string, n int) {
+	if pl.Limits == nil {
+		pl.Limits = map[string]int{}
+	}
+	pl.Limits[name] = n
+	for _, j := range pl.Jobs {
+		j.Locks = append(slices.Clip(j.Locks), name)
+	}
 }
 
 func newJob(j *spec.Job, name string, matrix map[string]string, keys []string) *Job {

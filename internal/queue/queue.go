@@ -199,7 +199,10 @@ func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment,
 		// Take the wake channel before looking, so a Notify between the
 		// look and the wait is not lost.
 		wake := d.waitChan()
-		b, j, err := d.store.Lease(ctx, agent, labels, d.opts.LeaseTTL)
+		// The store's Lease does not wait; it runs to the end even when
+		// ctx ends meanwhile, so that a lease is never made without the
+		// caller knowing (a commit cut off by ctx may have happened).
+		b, j, err := d.store.Lease(context.WithoutCancel(ctx), agent, labels, d.opts.LeaseTTL)
 		switch {
 		case err == nil:
 			a, err := d.assignment(b, j)

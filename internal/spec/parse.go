@@ -29,7 +29,7 @@ const maxNodes = 200_000
 // checks the schema against this table.
 var Keys = map[string][]string{
 	"pipeline":     {"on", "env", "concurrency", "jobs", "environments"},
-	"concurrency":  {"push", "pull_request", "tag", "schedule", "manual"},
+	"concurrency":  {"push", "pull_request", "tag", "schedule", "manual", "repo", "branch"},
 	"on":           {"push", "pull_request", "schedule"},
 	"push":         {"branches", "branches-ignore", "tags", "paths", "paths-ignore"},
 	"pull_request": {"branches", "branches-ignore", "paths", "paths-ignore"},
@@ -512,7 +512,7 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 		case "environments":
 			pl.Environments = p.environments(v)
 		case "concurrency":
-			pl.Concurrency = p.concurrency(v)
+			pl.Concurrency, pl.Limits = p.concurrency(v)
 		}
 	})
 	if !ok {
@@ -527,9 +527,10 @@ func (p *parser) pipeline(root *yaml.Node) *Pipeline {
 }
 
 // concurrency reads `concurrency: MODE` (every event) or a mapping of
-// event to mode.
-func (p *parser) concurrency(n *yaml.Node) map[string]string {
+// event to mode, with the limits `repo: N` and `branch: N`.
+func (p *parser) concurrency(n *yaml.Node) (map[string]string, Limits) {
 	out := map[string]string{}
+	var lim Limits
 	mode := func(n *yaml.Node, what string) string {
 		s, ok := p.scalar(n, what)
 		if ok && !slices.Contains(ConcurrencyModes, s) {
@@ -540,14 +541,23 @@ func (p *parser) concurrency(n *yaml.Node) map[string]string {
 	if n.Kind == yaml.ScalarNode {
 		m := mode(n, "concurrency")
 		for _, ev := range Keys["concurrency"] {
-			out[ev] = m
+			if ev != "repo" && ev != "branch" {
+				out[ev] = m
+			}
 		}
-		return out
+		return out, lim
 	}
 	p.mapping(n, "concurrency", "concurrency", func(key string, k, v *yaml.Node) {
-		out[key] = mode(v, "concurrency."+key)
+		switch key {
+		case "repo":
+			lim.Repo = p.integer(v, "concurrency.repo", 1, 10000)
+		case "branch":
+			lim.Branch = p.integer(v, "concurrency.branch", 1, 10000)
+		default:
+			out[key] = mode(v, "concurrency."+key)
+		}
 	})
-	return out
+	return out, lim
 }
 
 func (p *parser) triggers(n *yaml.Node) Triggers {

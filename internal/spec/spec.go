@@ -20,10 +20,20 @@ type Pipeline struct {
 	// to what a new build does to the unfinished builds of the same branch
 	// (or pull request): see ConcurrencyMode.
 	Concurrency map[string]string
+	// Limits cap the jobs that run at once (concurrency.repo and
+	// concurrency.branch).
+	Limits Limits
 	// Jobs are in the order the file lists them.
 	Jobs []*Job
 	// Environments are in the order the file lists them.
 	Environments []*Environment
+}
+
+// Limits cap how many jobs run at once: of the repository, and of one
+// branch; 0 is no limit.
+type Limits struct {
+	Repo   int
+	Branch int
 }
 
 // Concurrency modes: what a new build does to the unfinished builds of the

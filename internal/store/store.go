@@ -294,6 +294,9 @@ type Store interface {
 	// CreateLock stores a lock and sets CreatedAt; ErrConflict when the
 	// name is taken.
 	CreateLock(ctx context.Context, l *Lock) error
+	// SetLock creates a lock, or sets the capacity of the one of that name
+	// (keeping its CreatedAt), and sets l.CreatedAt.
+	SetLock(ctx context.Context, l *Lock) error
 	// DeleteLock removes a lock; ErrNotFound when there is none. Jobs that
 	// name it wait until it exists again.
 	DeleteLock(ctx context.Context, name string) error

@@ -207,6 +207,17 @@ func (s *Store) CreateLock(ctx context.Context, l *store.Lock) error {
 	return nil
 }
 
+// SetLock creates a lock or sets its capacity.
+func (s *Store) SetLock(ctx context.Context, l *store.Lock) error {
+	err := s.pool.QueryRow(ctx, `INSERT INTO locks (name, capacity, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity RETURNING created_at`,
+		l.Name, l.Capacity, now()).Scan(ts(&l.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("set lock %q: %w", l.Name, translate(err))
+	}
+	return nil
+}
+
 // DeleteLock removes a lock.
 func (s *Store) DeleteLock(ctx context.Context, name string) error {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM locks WHERE name = $1`, name)

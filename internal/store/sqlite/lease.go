@@ -298,6 +298,19 @@ func (s *Store) CreateLock(ctx context.Context, l *store.Lock) error {
 	return nil
 }
 
+// SetLock creates a lock or sets its capacity.
+func (s *Store) SetLock(ctx context.Context, l *store.Lock) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO locks (name, capacity, created_at) VALUES (?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity RETURNING created_at`,
+			l.Name, l.Capacity, nanos(now())).Scan(ts(&l.CreatedAt))
+	})
+	if err != nil {
+		return fmt.Errorf("set lock %q: %w", l.Name, translate(err))
+	}
+	return nil
+}
+
 // DeleteLock removes a lock.
 func (s *Store) DeleteLock(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {

@@ -1611,6 +1611,18 @@ func testLocks(t *testing.T, s store.Store) {
 	if diff := cmp.Diff([]*store.Lock{devices, staging}, got, opts...); diff != "" {
 		t.Errorf("Locks() (-want +got):\n%s", diff)
 	}
+	grown := &store.Lock{Name: "devices", Capacity: 6}
+	if err := s.SetLock(ctx, grown); err != nil || !grown.CreatedAt.Equal(devices.CreatedAt) {
+		t.Errorf("SetLock(devices, 6) = %v, created %v; want it to keep %v", err, grown.CreatedAt, devices.CreatedAt)
+	}
+	added := &store.Lock{Name: "added", Capacity: 2}
+	if err := s.SetLock(ctx, added); err != nil || !near(added.CreatedAt, before) {
+		t.Errorf("SetLock(a new lock) = %v, created %v; want about %v", err, added.CreatedAt, before)
+	}
+	devices.Capacity = 6
+	if got, err := s.Locks(ctx); err != nil || len(got) != 3 || got[1].Capacity != 6 {
+		t.Errorf("Locks() after SetLock = %+v, %v; want added, devices with 6 units, staging", got, err)
+	}
 	if err := s.DeleteLock(ctx, "staging"); err != nil {
 		t.Fatalf("DeleteLock() = %v", err)
 	}
