@@ -35,15 +35,20 @@ import (
 // Its first argument is an end marker it writes on stdout once the step
 // has exited: the engine forwards stdout and stderr on two pipes, so the
 // exit status may arrive before the last of the output; the marker, in
-// the output's own stream, says that all of it has arrived.
+// the output's own stream, says that all of it has arrived. It then waits
+// for a line on its stdin before it exits: the engine closes an exec's
+// stream about 2 s after its process exits, read or not, so the wrapper
+// stays until the backend has read everything. The step's stdin is
+// /dev/null, as it was without the wrapper.
 const wrapper = `trap : TERM
 m=$1; shift
 command -v -- "$1" >/dev/null 2>&1 || { echo notfound >&2; exit 127; }
 echo "pid $$" >&2
-"$@" 2>&1
+"$@" 2>&1 </dev/null
 s=$?
 printf '%s' "$m"
 echo "exit $s" >&2
+read -r _ || :
 exit $s`
 
 // newMarker returns an end marker no step prints by chance.
@@ -109,6 +114,7 @@ func (j *job) Exec(ctx context.Context, step backend.StepSpec, out io.Writer) (b
 		Cmd:          append([]string{"sh", "-c", wrapper, "sh", string(marker)}, step.Command...),
 		Env:          step.Env,
 		WorkingDir:   dir,
+		AttachStdin:  true,
 		AttachStdout: true,
 		AttachStderr: true,
 	})
@@ -164,6 +170,8 @@ type stepRun struct {
 	partial []byte        // output that may be the start of the marker
 	ended   bool          // the marker was seen
 	endSeen chan struct{} // closed once it was
+
+	done chan struct{} // closed when wait returns
 }
 
 // emit writes output on, without the end marker: once the marker has
@@ -276,10 +284,12 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // wait copies the step's output until the step ends, is stopped, or its job
 // is closed, and returns its result.
 func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
+	r.done = make(chan struct{})
+	defer close(r.done)
 	defer r.hj.Close()
 	copyDone := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(r.stdout(), r.stderr(), readAhead(r.hj.Reader))
+		_, err := stdcopy.StdCopy(r.stdout(), r.stderr(), readAhead(r.hj.Reader, r.done))
 		copyDone <- err
 	}()
 	var (
@@ -301,9 +311,11 @@ func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
 			exitSeen, endSeen = nil, r.endSeen
 			exitDeadline = time.After(endWait)
 		case <-endSeen:
-			// All the step's output is here; a background process may
-			// still hold the output open: give it WaitDelay.
+			// All the step's output is here: let the wrapper exit. A
+			// background process may still hold the output open: give it
+			// WaitDelay.
 			endSeen = nil
+			r.hj.Conn.Write([]byte("\n"))
 			exitDeadline = time.After(r.j.b.waitDelay)
 		case <-exitDeadline:
 			r.hj.Close()
@@ -540,10 +552,9 @@ func (o *outWriter) Write(p []byte) (int, error) {
 }
 
 // readAhead reads r in a goroutine of its own, up to readAheadMax ahead of
-// the caller. The engine gives an exec's output about 2 s after the process
-// exits to be read, then closes the stream: a consumer slowed down for a
-// moment (a busy machine, a slow log sink) must not lose the end of it.
-func readAhead(r io.Reader) io.Reader {
+// the caller, until done is closed: a consumer slowed down for a moment (a
+// busy machine, a slow log sink) does not hold the engine's stream back.
+func readAhead(r io.Reader, done <-chan struct{}) io.Reader {
 	ch := make(chan []byte, readAheadMax/readAheadChunk)
 	ra := &aheadReader{ch: ch}
 	go func() {
@@ -552,7 +563,12 @@ func readAhead(r io.Reader) io.Reader {
 			buf := make([]byte, readAheadChunk)
 			n, err := r.Read(buf)
 			if n > 0 {
-				ch <- buf[:n]
+				select {
+				case ch <- buf[:n]:
+				case <-done: // nobody reads any more
+					ra.err = io.ErrClosedPipe
+					return
+				}
 			}
 			if err != nil {
 				ra.err = err // read by the consumer only after ch is closed
