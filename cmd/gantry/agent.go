@@ -98,7 +98,7 @@ func agentCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 
-	machine := agent.NewMachine(context.Background(), *name, *killGrace, log)
+	machine := agent.NewMachine(context.Background(), *name, dir, *killGrace, log)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -2,7 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/backend"
@@ -22,17 +25,23 @@ type Machine struct {
 }
 
 // NewMachine probes the Docker Engine (a few seconds at most) and removes
-// what an agent of the same name left on it when it crashed: containers
-// and networks labelled with its owner. Without an engine, jobs with an
-// image fail with the reason.
-func NewMachine(ctx context.Context, name string, killGrace time.Duration, log *slog.Logger) *Machine {
+// what a crashed agent of the same name and work directory left on it:
+// containers and networks labelled with its owner. Two agents on one host
+// never share an owner, so one never removes the other's. Without an
+// engine, jobs with an image fail with the reason.
+func NewMachine(ctx context.Context, name, workDir string, killGrace time.Duration, log *slog.Logger) *Machine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	host := local.New(local.Options{KillGrace: killGrace, Logger: log})
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	d, err := docker.New(dctx, docker.Options{Owner: "gantry-agent-" + name, KillGrace: killGrace, Logger: log})
+	if abs, err := filepath.Abs(workDir); err == nil {
+		workDir = abs
+	}
+	sum := sha256.Sum256([]byte(workDir))
+	owner := "gantry-agent-" + name + "-" + hex.EncodeToString(sum[:4])
+	d, err := docker.New(dctx, docker.Options{Owner: owner, KillGrace: killGrace, Logger: log})
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelInfo, "jobs with an image cannot run here", slog.Any("err", err))
 		return &Machine{Backend: route.New(host, nil, err)}

@@ -220,7 +220,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		leaseCtx, cancelLeases := context.WithCancel(context.Background())
 		jobCtx, cancelJobs := context.WithCancel(context.Background())
 		s.cancelLeases, s.cancelJobs = cancelLeases, cancelJobs
-		machine := agent.NewMachine(ctx, builtin, s.cfg.KillGrace, s.cfg.Log)
+		machine := agent.NewMachine(ctx, builtin, filepath.Join(s.cfg.DataDir, "work"), s.cfg.KillGrace, s.cfg.Log)
 		a := agent.New(dispatcher, machine.Backend, mirrors, s.cfg.Log, agent.Options{
 			Name:     builtin,
 			Version:  s.cfg.Version,
