@@ -136,10 +136,10 @@ func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *s
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "build created", slog.String("repo", repo.Name), slog.Int64("build", b.ID),
 		slog.Int64("number", b.Number), slog.String("status", b.Status), slog.String("event", b.Event), slog.String("commit", b.Commit))
-	s.changed(b)
 	if store.Finished(b.Status) && s.opts.Finished != nil {
 		s.opts.Finished(b)
 	}
+	s.changed(b)
 	return b, true, nil
 }
 
@@ -769,11 +769,14 @@ func (s *Service) update(ctx context.Context, buildID int64, fn func(*store.Buil
 	if err != nil {
 		return err
 	}
+	// Finished first: whoever hears of the change may read the figures
+	// it updates.
+	done := store.Finished(changed.Status) && !wasFinished
+	if done && s.opts.Finished != nil {
+		s.opts.Finished(changed)
+	}
 	s.changed(changed)
-	if store.Finished(changed.Status) && !wasFinished {
-		if s.opts.Finished != nil {
-			s.opts.Finished(changed)
-		}
+	if done {
 		s.release(ctx, changed)
 	}
 	return nil
