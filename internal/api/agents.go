@@ -140,18 +140,6 @@ func (h *Handler) registerAgents(mux *http.ServeMux) {
 	agentRoute("POST /api/v1/agent/lease", h.agentLease)
 	agentRoute("POST /api/v1/agent/seen", h.agentSeen)
 	agentRoute("POST /api/v1/agent/jobs/{id}/{call}", h.agentJob)
-
-	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, h.adapt(fn, true))
-	}
-	route("POST /api/v1/agent-tokens", h.createAgentToken)
-	route("GET /api/v1/agent-tokens", h.listAgentTokens)
-	route("POST /api/v1/agent-tokens/{id}/revoke", h.revokeAgentToken)
-	route("GET /api/v1/agents", h.listAgents)
-	route("GET /api/v1/queue", h.listQueue)
-	route("POST /api/v1/locks", h.addLock)
-	route("GET /api/v1/locks", h.listLocks)
-	route("DELETE /api/v1/locks/{name}", h.deleteLock)
 }
 
 // leaseKey binds a lease to the agent token it was handed to.

@@ -76,6 +76,15 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	route("POST /api/v1/builds/{id}/retry", h.retry)
 	route("GET /api/v1/builds/{id}/logs", h.logs)
 	route("GET /api/v1/events", h.events)
+	route("POST /api/v1/agent-tokens", h.createAgentToken)
+	route("GET /api/v1/agent-tokens", h.listAgentTokens)
+	route("POST /api/v1/agent-tokens/{id}/revoke", h.revokeAgentToken)
+	route("GET /api/v1/agents", h.listAgents)
+	route("GET /api/v1/queue", h.listQueue)
+	route("POST /api/v1/locks", h.addLock)
+	route("GET /api/v1/locks", h.listLocks)
+	route("DELETE /api/v1/locks/{name}", h.deleteLock)
+	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }
 
