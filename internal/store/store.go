@@ -163,8 +163,14 @@ type Token struct {
 	Kind string
 	// Labels, on an agent token, are the only labels its agents may claim;
 	// empty means any.
-	Labels    []string
+	Labels []string
+	// UserID is the user an API token acts for, and User their name
+	// (filled in on reads); Admin is then the user's.
+	UserID    int64
+	User      string
 	CreatedAt time.Time
+	// ExpiresAt, when not zero, is when the token stops working.
+	ExpiresAt time.Time
 	// RevokedAt is zero while the token is valid.
 	RevokedAt time.Time
 }
@@ -222,7 +228,7 @@ type Store interface {
 	Repo(ctx context.Context, name string) (*Repo, error)
 	// Repos returns every repo, by name.
 	Repos(ctx context.Context) ([]*Repo, error)
-	// DeleteRepo removes a repo with its builds, jobs and logs.
+	// DeleteRepo removes a repo with its builds, jobs, logs and grants.
 	DeleteRepo(ctx context.Context, name string) error
 
 	// CreateBuild stores b and its jobs in one transaction, giving b the
@@ -309,6 +315,8 @@ type Store interface {
 
 	// CountBuilds returns the number of builds in each status.
 	CountBuilds(ctx context.Context) (map[string]int, error)
+
+	Access
 
 	// Close releases the store's resources.
 	Close() error

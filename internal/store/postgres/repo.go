@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/gantry-ci/gantry/internal/store"
 	"github.com/jackc/pgx/v5"
@@ -71,10 +72,13 @@ func (s *Store) Repos(ctx context.Context) ([]*store.Repo, error) {
 // such repo. An Update of one of its builds in progress finishes first;
 // one that starts after finds no build.
 func (s *Store) DeleteRepo(ctx context.Context, name string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM repos WHERE name = $1`, name)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrNotFound
-	}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if err := mustAffect(tx.Exec(ctx, `DELETE FROM repos WHERE name = $1`, name)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM grants WHERE repo = $1`, name)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("delete repo %q: %w", name, translate(err))
 	}
@@ -89,9 +93,9 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 		t.Kind = store.TokenAPI
 	}
 	var id int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO tokens (name, hash, admin, kind, labels, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-		t.Name, blob(t.Hash), t.Admin, t.Kind, labels(t.Labels), created).Scan(&id)
+	err := s.pool.QueryRow(ctx, `INSERT INTO tokens (name, hash, admin, kind, labels, user_id, expires_at, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+		t.Name, blob(t.Hash), t.Admin, t.Kind, labels(t.Labels), nullID(t.UserID), nullTime(t.ExpiresAt), created).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("create token %q: %w", t.Name, translate(err))
 	}
@@ -99,11 +103,15 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	return nil
 }
 
-const tokenSelect = `SELECT id, name, hash, admin, kind, labels, created_at, revoked_at FROM tokens`
+// tokenSelect reads a token with its user: a user token is as much an
+// admin as its user is now.
+const tokenSelect = `SELECT t.id, t.name, t.hash, coalesce(u.admin, t.admin), t.kind, t.labels, coalesce(t.user_id, 0),
+	coalesce(u.name, ''), t.created_at, t.expires_at, t.revoked_at FROM tokens t LEFT JOIN users u ON u.id = t.user_id`
 
 func scanToken(sc pgx.Row) (*store.Token, error) {
 	t := &store.Token{}
-	if err := sc.Scan(&t.ID, &t.Name, &t.Hash, &t.Admin, &t.Kind, &t.Labels, ts(&t.CreatedAt), ts(&t.RevokedAt)); err != nil {
+	if err := sc.Scan(&t.ID, &t.Name, &t.Hash, &t.Admin, &t.Kind, &t.Labels, &t.UserID, &t.User,
+		ts(&t.CreatedAt), ts(&t.ExpiresAt), ts(&t.RevokedAt)); err != nil {
 		return nil, err
 	}
 	if len(t.Labels) == 0 {
@@ -114,7 +122,7 @@ func scanToken(sc pgx.Row) (*store.Token, error) {
 
 // TokenByHash returns the token with that hash, or store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
-	t, err := scanToken(s.pool.QueryRow(ctx, tokenSelect+` WHERE hash = $1`, blob(hash)))
+	t, err := scanToken(s.pool.QueryRow(ctx, tokenSelect+` WHERE t.hash = $1`, blob(hash)))
 	if err != nil {
 		// The hash is a secret's digest: it stays out of the message.
 		return nil, fmt.Errorf("token by hash: %w", translate(err))
@@ -124,7 +132,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (*store.Token, err
 
 // Tokens returns the tokens of one kind, oldest first.
 func (s *Store) Tokens(ctx context.Context, kind string) ([]*store.Token, error) {
-	rows, err := s.pool.Query(ctx, tokenSelect+` WHERE kind = $1 ORDER BY id`, kind)
+	rows, err := s.pool.Query(ctx, tokenSelect+` WHERE t.kind = $1 ORDER BY t.id`, kind)
 	if err != nil {
 		return nil, fmt.Errorf("list %s tokens: %w", kind, err)
 	}
@@ -137,8 +145,8 @@ func (s *Store) Tokens(ctx context.Context, kind string) ([]*store.Token, error)
 
 // RevokeToken marks a token revoked and returns it.
 func (s *Store) RevokeToken(ctx context.Context, id int64) (*store.Token, error) {
-	t, err := scanToken(s.pool.QueryRow(ctx, `UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1
-		RETURNING id, name, hash, admin, kind, labels, created_at, revoked_at`, id, now()))
+	t, err := scanToken(s.pool.QueryRow(ctx, `WITH t AS (UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1
+		RETURNING *) `+strings.Replace(tokenSelect, "FROM tokens t", "FROM t", 1), id, now()))
 	if err != nil {
 		return nil, fmt.Errorf("revoke token %d: %w", id, translate(err))
 	}

@@ -82,7 +82,8 @@ func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 		} else if n == 0 {
 			return store.ErrNotFound
 		}
-		return nil
+		_, err = tx.ExecContext(ctx, `DELETE FROM grants WHERE repo = ?`, name)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete repo %q: %w", name, translate(err))
@@ -99,9 +100,9 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	}
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO tokens (name, hash, admin, kind, labels, created_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			t.Name, blob(t.Hash), t.Admin, t.Kind, labelsJSON(t.Labels), nanos(created)).Scan(&id)
+		return tx.QueryRowContext(ctx, `INSERT INTO tokens (name, hash, admin, kind, labels, user_id, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			t.Name, blob(t.Hash), t.Admin, t.Kind, labelsJSON(t.Labels), nullID(t.UserID), nanos(t.ExpiresAt), nanos(created)).Scan(&id)
 	})
 	if err != nil {
 		return fmt.Errorf("create token %q: %w", t.Name, translate(err))
@@ -110,12 +111,16 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	return nil
 }
 
-const tokenSelect = `SELECT id, name, hash, admin, kind, labels, created_at, revoked_at FROM tokens`
+// tokenSelect reads a token with its user: a user token is as much an
+// admin as its user is now.
+const tokenSelect = `SELECT t.id, t.name, t.hash, coalesce(u.admin, t.admin), t.kind, t.labels, coalesce(t.user_id, 0),
+	coalesce(u.name, ''), t.created_at, t.expires_at, t.revoked_at FROM tokens t LEFT JOIN users u ON u.id = t.user_id`
 
 func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
 	t := &store.Token{}
 	var labels string
-	if err := sc.Scan(&t.ID, &t.Name, &t.Hash, &t.Admin, &t.Kind, &labels, ts(&t.CreatedAt), ts(&t.RevokedAt)); err != nil {
+	if err := sc.Scan(&t.ID, &t.Name, &t.Hash, &t.Admin, &t.Kind, &labels, &t.UserID, &t.User,
+		ts(&t.CreatedAt), ts(&t.ExpiresAt), ts(&t.RevokedAt)); err != nil {
 		return nil, err
 	}
 	var err error
@@ -138,7 +143,7 @@ func parseLabels(s string) ([]string, error) {
 
 // TokenByHash returns the token with that hash, or store.ErrNotFound.
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (*store.Token, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, tokenSelect+` WHERE hash = ?`, blob(hash)))
+	t, err := scanToken(s.r.QueryRowContext(ctx, tokenSelect+` WHERE t.hash = ?`, blob(hash)))
 	if err != nil {
 		// The hash is a secret's digest: it stays out of the message.
 		return nil, fmt.Errorf("token by hash: %w", translate(err))
@@ -148,7 +153,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (*store.Token, err
 
 // Tokens returns the tokens of one kind, oldest first.
 func (s *Store) Tokens(ctx context.Context, kind string) ([]*store.Token, error) {
-	rows, err := s.r.QueryContext(ctx, tokenSelect+` WHERE kind = ? ORDER BY id`, kind)
+	rows, err := s.r.QueryContext(ctx, tokenSelect+` WHERE t.kind = ? ORDER BY t.id`, kind)
 	if err != nil {
 		return nil, fmt.Errorf("list %s tokens: %w", kind, err)
 	}
@@ -175,7 +180,7 @@ func (s *Store) RevokeToken(ctx context.Context, id int64) (*store.Token, error)
 			return err
 		}
 		var err error
-		t, err = scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE id = ?`, id))
+		t, err = scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE t.id = ?`, id))
 		return err
 	})
 	if err != nil {

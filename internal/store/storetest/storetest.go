@@ -87,6 +87,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseLocksFIFO", testLeaseLocksFIFO},
 		{"LeaseLocksConcurrent", testLeaseLocksConcurrent},
 		{"CountBuilds", testCountBuilds},
+		{"Users", testUsers},
+		{"UserTokens", testUserTokens},
+		{"Groups", testGroups},
+		{"Grants", testGrants},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
