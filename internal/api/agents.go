@@ -311,16 +311,21 @@ func (h *Handler) listAgentTokens(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (h *Handler) revokeAgentToken(w http.ResponseWriter, r *http.Request) error {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return badRequestf("agent token ID %q: want a positive number", r.PathValue("id"))
+	id, err := pathID(r, "agent token")
+	if err != nil {
+		return err
+	}
+	// Look before revoking: this route must not revoke an API token.
+	agentTokens, err := h.Store.Tokens(r.Context(), store.TokenAgent)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(agentTokens, func(t *store.Token) bool { return t.ID == id }) {
+		return fmt.Errorf("agent token %d: %w", id, store.ErrNotFound)
 	}
 	t, err := h.Store.RevokeToken(r.Context(), id)
 	if err != nil {
 		return err
-	}
-	if t.Kind != store.TokenAgent {
-		return fmt.Errorf("agent token %d: %w", id, store.ErrNotFound)
 	}
 	// Its agents' next call is refused; their jobs go elsewhere now.
 	if err := h.Queue.Withdraw(context.WithoutCancel(r.Context()), t.ID, fmt.Sprintf("agent token %q was revoked", t.Name)); err != nil {
@@ -360,6 +365,9 @@ func (h *Handler) listQueue(w http.ResponseWriter, r *http.Request) error {
 			var pl *plan.Plan // read once per build, for its pending jobs
 			for _, j := range b.Jobs {
 				if j.Status != store.StatusQueued && j.Status != store.StatusPending {
+					continue
+				}
+				if !identityOf(r.Context()).can(store.RoleViewer, b.Repo) {
 					continue
 				}
 				q := QueuedJob{BuildID: b.ID, BuildNumber: b.Number, Repo: b.Repo, Branch: b.Branch, Job: j.Name,

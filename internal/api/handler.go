@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,7 +41,10 @@ type Handler struct {
 	// means queue.LongPoll.
 	LongPoll time.Duration
 
-	reqID atomic.Int64
+	reqID  atomic.Int64
+	routes []Route
+	// limiter slows down guessing tokens, per address.
+	limiter authLimiter
 }
 
 // badRequest is an error in what the client sent; its message is safe to show.
@@ -61,44 +65,38 @@ func HashToken(secret string) []byte {
 	return h[:]
 }
 
-// Register mounts the API on mux.
+// Register mounts the API on mux. Each route names who may call it (see
+// access.go); the test of roles walks Routes.
 func (h *Handler) Register(mux *http.ServeMux) {
-	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, h.adapt(fn, true))
-	}
-	route("GET /api/v1/repos", h.listRepos)
-	route("POST /api/v1/repos", h.addRepo)
-	route("DELETE /api/v1/repos/{repo...}", h.deleteRepo)
-	route("POST /api/v1/builds", h.trigger)
-	route("GET /api/v1/builds", h.listBuilds)
-	route("GET /api/v1/builds/{id}", h.getBuild)
-	route("POST /api/v1/builds/{id}/cancel", h.cancel)
-	route("POST /api/v1/builds/{id}/retry", h.retry)
-	route("GET /api/v1/builds/{id}/logs", h.logs)
-	route("GET /api/v1/events", h.events)
-	route("POST /api/v1/agent-tokens", h.createAgentToken)
-	route("GET /api/v1/agent-tokens", h.listAgentTokens)
-	route("POST /api/v1/agent-tokens/{id}/revoke", h.revokeAgentToken)
-	route("GET /api/v1/agents", h.listAgents)
-	route("GET /api/v1/queue", h.listQueue)
-	route("POST /api/v1/locks", h.addLock)
-	route("GET /api/v1/locks", h.listLocks)
-	route("DELETE /api/v1/locks/{name}", h.deleteLock)
+	viewer := func(s scope) rule { return rule{store.RoleViewer, s} }
+	developer := func(s scope) rule { return rule{store.RoleDeveloper, s} }
+	admin := func(s scope) rule { return rule{store.RoleAdmin, s} }
+	h.route(mux, "GET /api/v1/repos", anyUser, h.listRepos)
+	h.route(mux, "POST /api/v1/repos", adminOnly, h.addRepo)
+	h.route(mux, "DELETE /api/v1/repos/{repo...}", admin(repoPath), h.deleteRepo)
+	h.route(mux, "POST /api/v1/builds", developer(repoBody), h.trigger)
+	h.route(mux, "GET /api/v1/builds", viewer(repoQuery), h.listBuilds)
+	h.route(mux, "GET /api/v1/builds/{id}", viewer(buildPath), h.getBuild)
+	h.route(mux, "POST /api/v1/builds/{id}/cancel", developer(buildPath), h.cancel)
+	h.route(mux, "POST /api/v1/builds/{id}/retry", developer(buildPath), h.retry)
+	h.route(mux, "GET /api/v1/builds/{id}/logs", viewer(buildPath), h.logs)
+	h.route(mux, "GET /api/v1/events", anyUser, h.events)
+	h.route(mux, "POST /api/v1/agent-tokens", adminOnly, h.createAgentToken)
+	h.route(mux, "GET /api/v1/agent-tokens", adminOnly, h.listAgentTokens)
+	h.route(mux, "POST /api/v1/agent-tokens/{id}/revoke", adminOnly, h.revokeAgentToken)
+	h.route(mux, "GET /api/v1/agents", anyUser, h.listAgents)
+	h.route(mux, "GET /api/v1/queue", anyUser, h.listQueue)
+	h.route(mux, "POST /api/v1/locks", adminOnly, h.addLock)
+	h.route(mux, "GET /api/v1/locks", anyUser, h.listLocks)
+	h.route(mux, "DELETE /api/v1/locks/{name}", adminOnly, h.deleteLock)
+	h.registerUsers(mux)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }
 
-// adapt turns a handler that returns an error into an http.Handler: this
-// is the one place errors become statuses. With auth, it takes an API
-// token.
-func (h *Handler) adapt(fn func(w http.ResponseWriter, r *http.Request) error, auth bool) http.Handler {
-	if !auth {
-		return h.handle(func(w http.ResponseWriter, r *http.Request) error { return fn(w, r) })
-	}
-	return h.adaptKind(store.TokenAPI, func(w http.ResponseWriter, r *http.Request, _ *store.Token) error { return fn(w, r) })
-}
-
-// adaptKind is adapt for a handler that takes a token of one kind.
+// adaptKind turns a handler that returns an error into an http.Handler
+// that takes a token of one kind: this is the one place errors become
+// statuses.
 func (h *Handler) adaptKind(kind string, fn func(w http.ResponseWriter, r *http.Request, tok *store.Token) error) http.Handler {
 	return h.handle(func(w http.ResponseWriter, r *http.Request) error {
 		tok, err := h.authenticate(r, kind)
@@ -137,6 +135,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status, msg = http.StatusUnauthorized, err.Error()
 	case errors.As(err, new(*forbidden)):
 		status, msg = http.StatusForbidden, err.Error()
+	case errors.As(err, new(*tooManyRequests)):
+		var tm *tooManyRequests
+		errors.As(err, &tm)
+		status, msg = http.StatusTooManyRequests, err.Error()
+		w.Header().Set("Retry-After", strconv.Itoa(int(tm.wait.Seconds()+1)))
 	case errors.Is(err, store.ErrStaleLease):
 		// The agent must stop the job: the message is what it logs.
 		status, msg = http.StatusConflict, staleLease
@@ -166,20 +169,38 @@ const staleLease = "lease is no longer held: the job was cancelled or handed to 
 
 // authenticate returns the request's token when it is valid and of kind:
 // an agent token cannot call the API, nor an API token lease jobs. The
-// answer never says which part was wrong.
+// answer never says which part was wrong. An address that keeps sending
+// wrong tokens is refused for a while (429) before its tokens are looked at.
 func (h *Handler) authenticate(r *http.Request, kind string) (*store.Token, error) {
+	addr := remoteHost(r)
+	if wait := h.limiter.blocked(addr); wait > 0 {
+		return nil, &tooManyRequests{wait}
+	}
+	tok, err := h.token(r, kind)
+	if errors.Is(err, errUnauthorized) {
+		h.limiter.failed(addr)
+	}
+	return tok, err
+}
+
+func (h *Handler) token(r *http.Request, kind string) (*store.Token, error) {
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || secret == "" {
+	if !ok || secret == "" || len(secret) > 256 {
 		return nil, errUnauthorized
 	}
-	tok, err := h.Store.TokenByHash(r.Context(), HashToken(secret))
+	hash := HashToken(secret)
+	tok, err := h.Store.TokenByHash(r.Context(), hash)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, errUnauthorized
 		}
 		return nil, err
 	}
-	if tok.Kind != kind || !tok.RevokedAt.IsZero() {
+	// The lookup found the row by this very hash; comparing again in
+	// constant time keeps the check itself free of timing, whatever the
+	// database's index does.
+	if subtle.ConstantTimeCompare(tok.Hash, hash) != 1 || tok.Kind != kind || !tok.RevokedAt.IsZero() ||
+		!tok.ExpiresAt.IsZero() && !time.Now().Before(tok.ExpiresAt) {
 		return nil, errUnauthorized
 	}
 	return tok, nil
@@ -223,7 +244,7 @@ func (h *Handler) listRepos(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := []Repo{}
-	for _, rp := range repos {
+	for _, rp := range visible(r.Context(), repos, func(r *store.Repo) string { return r.Name }) {
 		out = append(out, RepoOf(rp))
 	}
 	return WriteJSON(w, http.StatusOK, out)
@@ -311,7 +332,7 @@ func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, _, err := h.Builds.Create(r.Context(), repo, build.Trigger{
 		Trigger: plan.Trigger{Event: plan.EventManual, Branch: in.Branch, Commit: in.Commit, Repo: repo.Name},
-		Author:  "api",
+		Author:  identityOf(r.Context()).User,
 	})
 	if err != nil {
 		return err
@@ -334,19 +355,13 @@ func (h *Handler) listBuilds(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := []Build{}
-	for _, b := range builds {
+	for _, b := range visible(r.Context(), builds, func(b *store.Build) string { return b.Repo }) {
 		out = append(out, BuildOf(b))
 	}
 	return WriteJSON(w, http.StatusOK, out)
 }
 
-func buildID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id < 1 {
-		return 0, badRequestf("build ID %q: want a positive number", r.PathValue("id"))
-	}
-	return id, nil
-}
+func buildID(r *http.Request) (int64, error) { return pathID(r, "build") }
 
 func (h *Handler) getBuild(w http.ResponseWriter, r *http.Request) error {
 	id, err := buildID(r)
@@ -365,7 +380,7 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	b, err := h.Builds.Cancel(r.Context(), id, "cancelled through the API")
+	b, err := h.Builds.Cancel(r.Context(), id, "cancelled by "+identityOf(r.Context()).User)
 	if err != nil {
 		return err
 	}
@@ -551,6 +566,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	id := identityOf(ctx)
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
@@ -571,6 +587,9 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 					continue
 				}
 				snap = BuildOf(b)
+			}
+			if b, ok := snap.(Build); !ok || !id.can(store.RoleViewer, b.Repo) {
+				continue
 			}
 			data, _ := json.Marshal(snap)
 			fmt.Fprintf(w, "event: build\ndata: %s\n\n", data)

@@ -11,8 +11,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -292,27 +290,32 @@ func (s *Server) schedule(ctx context.Context) {
 	}
 }
 
-// bootstrapToken creates the admin token when there is none.
+// bootstrapToken creates the user "admin" with an API token that never
+// expires when there is no user at all.
 func (s *Server) bootstrapToken(ctx context.Context) error {
-	n, err := s.store.CountTokens(ctx)
+	users, err := s.store.Users(ctx)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
+	if len(users) > 0 {
 		return nil
 	}
 	secret := s.cfg.AdminToken
 	generated := secret == ""
 	if generated {
-		var b [24]byte
-		rand.Read(b[:])
-		secret = "gantry_" + hex.EncodeToString(b[:])
+		secret = api.NewSecret("gantry_")
 	}
-	if err := s.store.CreateToken(ctx, &store.Token{Name: "admin", Hash: api.HashToken(secret), Admin: true}); err != nil {
+	u := &store.User{Name: "admin", Admin: true}
+	if err := s.store.CreateUser(ctx, u); errors.Is(err, store.ErrConflict) {
+		return nil // another server on the same database was first
+	} else if err != nil {
+		return fmt.Errorf("create admin user: %w", err)
+	}
+	if err := s.store.CreateToken(ctx, &store.Token{Name: "admin", Hash: api.HashToken(secret), Admin: true, UserID: u.ID}); err != nil {
 		return fmt.Errorf("create admin token: %w", err)
 	}
 	if generated {
-		fmt.Fprintf(s.cfg.Out, "Created the admin API token. It is shown only this once; store it now:\n\n    %s\n\n", secret)
+		fmt.Fprintf(s.cfg.Out, "Created the user admin with an API token. It is shown only this once; store it now:\n\n    %s\n\n", secret)
 	}
 	return nil
 }
