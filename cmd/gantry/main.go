@@ -44,6 +44,11 @@ func commands() []command {
 		{"agents", "list agents with their state and jobs", agentsCmd},
 		{"queue", "list waiting jobs and why they wait", queueCmd},
 		{"lock", "add, list or remove locks: resource pools jobs take turns on (lock add|list|rm)", lockCmd},
+		{"user", "add, list or remove users (user add|list|rm)", userCmd},
+		{"token", "create, list or revoke your API tokens (token create|list|revoke)", tokenCmd},
+		{"group", "add users to groups, remove them, list groups (group add|rm|list)", groupCmd},
+		{"role", "grant or revoke roles on repos, list them (role grant|revoke|list)", roleCmd},
+		{"whoami", "print who your token acts for and your roles", whoamiCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

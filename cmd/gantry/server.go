@@ -20,8 +20,9 @@ in an embedded SQLite database under --data, or in PostgreSQL with --database
 postgres://USER:PASSWORD@HOST/DB; jobs run on a built-in agent with --agents
 slots.
 
-On first start it creates the admin API token: GANTRY_ADMIN_TOKEN if set,
-otherwise a generated one, printed once. Only its hash is stored.
+On first start (no user yet) it creates the user admin with an API token
+that never expires: GANTRY_ADMIN_TOKEN if set, otherwise a generated one,
+printed once. Only its hash is stored. Add more people with 'gantry user add'.
 
 SIGTERM or Ctrl-C drains: no new job starts, running jobs may finish for
 --drain-timeout, then they are stopped. A second signal stops them at once.
