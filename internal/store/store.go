@@ -89,10 +89,15 @@ type Build struct {
 	// Pipeline is the pipeline file the build runs, as read from its commit.
 	Pipeline []byte
 	// RetryOf is the build this one retries, or 0.
-	RetryOf    int64
-	CreatedAt  time.Time
-	StartedAt  time.Time // zero until a job starts
-	FinishedAt time.Time // zero until the build is finished
+	RetryOf int64
+	// Environment and Release, on a build of event "deploy", name the
+	// environment it deploys to and the version of the release it
+	// deploys. Written only by CreateBuild.
+	Environment string
+	Release     string
+	CreatedAt   time.Time
+	StartedAt   time.Time // zero until a job starts
+	FinishedAt  time.Time // zero until the build is finished
 	// Jobs are in plan order.
 	Jobs []*Job
 }
@@ -317,6 +322,9 @@ type Store interface {
 	CountBuilds(ctx context.Context) (map[string]int, error)
 
 	Access
+
+	// Releases: artifacts, releases, environments, deployments (release.go).
+	Releases
 
 	// Close releases the store's resources.
 	Close() error

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gantry-ci/gantry/internal/store"
 	"github.com/jackc/pgx/v5"
@@ -25,89 +26,121 @@ import (
 // the ones before stored (READ COMMITTED reads afresh per statement), and
 // a refused build gives its number back by rolling back.
 func (s *Store) CreateBuild(ctx context.Context, b *store.Build) error {
-	created := now()
-	var (
-		id, number int64
-		repo       string
-		jobIDs     = make([]int64, len(b.Jobs))
-		existing   int64
-	)
-	for i, j := range b.Jobs {
-		if j == nil {
-			return fmt.Errorf("create build of repo %d: job %d is nil", b.RepoID, i)
-		}
-		for k, st := range j.Steps {
-			if st == nil {
-				return fmt.Errorf("create build of repo %d: job %q: step %d is nil", b.RepoID, j.Name, k)
-			}
-		}
+	if err := checkBuild(b); err != nil {
+		return fmt.Errorf("create build of repo %d: %w", b.RepoID, err)
 	}
+	var ins *inserted
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE repos SET last_build = last_build + 1 WHERE id = $1 RETURNING name, last_build`,
-			b.RepoID).Scan(&repo, &number)
-		if err != nil {
-			return err
-		}
-		if b.DeliveryID != "" {
-			err := tx.QueryRow(ctx, `SELECT id FROM builds WHERE repo_id = $1 AND delivery_id = $2`,
-				b.RepoID, b.DeliveryID).Scan(&existing)
-			if err == nil {
-				return store.ErrConflict
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		err = tx.QueryRow(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at,
-				status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
-				pipeline, retry_of, started_at, finished_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id`,
-			append([]any{b.RepoID, number, nullString(b.DeliveryID), created}, buildRow(b)...)...).Scan(&id)
-		if err != nil {
-			return err
-		}
-		if len(b.Jobs) == 0 {
-			return nil
-		}
-		// The jobs go in one round trip, then their steps in another.
-		jobs := &pgx.Batch{}
-		for _, j := range b.Jobs {
-			jobs.Queue(`INSERT INTO jobs (build_id, position, created_at, locks,
-					name, status, reason, exit_code, runs_on, agent, lease_token, lease_expires, attempt,
-					queued_at, started_at, finished_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
-				append([]any{id, j.Position, created, labels(j.Locks)}, jobRow(j)...)...)
-		}
-		res := tx.SendBatch(ctx, jobs)
-		for i, j := range b.Jobs {
-			if err := res.QueryRow().Scan(&jobIDs[i]); err != nil {
-				res.Close()
-				return fmt.Errorf("job %q: %w", j.Name, err)
-			}
-		}
-		if err := res.Close(); err != nil {
-			return err
-		}
-		steps := &w{}
-		for i, j := range b.Jobs {
-			for k, st := range j.Steps {
-				steps.insertStep(jobIDs[i], k, st, fmt.Sprintf("job %q: step %d", j.Name, k))
-			}
-		}
-		return steps.send(ctx, tx)
+		var err error
+		ins, err = insertBuild(ctx, tx, b)
+		return err
 	})
-	if errors.Is(err, store.ErrConflict) && existing != 0 {
-		b.ID = existing
+	if errors.Is(err, store.ErrConflict) && ins != nil && ins.existing != 0 {
+		b.ID = ins.existing
 		return fmt.Errorf("create build: delivery %q of repo %d: %w", b.DeliveryID, b.RepoID, store.ErrConflict)
 	}
 	if err != nil {
 		return fmt.Errorf("create build of repo %d: %w", b.RepoID, translate(err))
 	}
-	b.ID, b.Number, b.Repo, b.CreatedAt = id, number, repo, created
+	ins.apply(b)
+	return nil
+}
+
+// checkBuild refuses a build with a nil job or step before any SQL.
+func checkBuild(b *store.Build) error {
 	for i, j := range b.Jobs {
-		j.ID, j.BuildID, j.CreatedAt = jobIDs[i], id, created
+		if j == nil {
+			return fmt.Errorf("job %d is nil", i)
+		}
+		for k, st := range j.Steps {
+			if st == nil {
+				return fmt.Errorf("job %q: step %d is nil", j.Name, k)
+			}
+		}
 	}
 	return nil
+}
+
+// inserted is what insertBuild stored, to set in the build once the
+// transaction has committed.
+type inserted struct {
+	id, number int64
+	repo       string
+	created    time.Time
+	jobIDs     []int64
+	// existing is the build that has b's delivery ID already.
+	existing int64
+}
+
+func (ins *inserted) apply(b *store.Build) {
+	b.ID, b.Number, b.Repo, b.CreatedAt = ins.id, ins.number, ins.repo, ins.created
+	for i, j := range b.Jobs {
+		j.ID, j.BuildID, j.CreatedAt = ins.jobIDs[i], ins.id, ins.created
+	}
+}
+
+// insertBuild stores b (checked by checkBuild), its jobs and their steps
+// in tx, without changing b: CreateBuild and StartDeployment apply what it
+// returns after the commit. It returns store.ErrConflict (and the existing
+// build in the answer) when a build of the repo has b's delivery ID.
+func insertBuild(ctx context.Context, tx pgx.Tx, b *store.Build) (*inserted, error) {
+	ins := &inserted{created: now(), jobIDs: make([]int64, len(b.Jobs))}
+	err := tx.QueryRow(ctx, `UPDATE repos SET last_build = last_build + 1 WHERE id = $1 RETURNING name, last_build`,
+		b.RepoID).Scan(&ins.repo, &ins.number)
+	if err != nil {
+		return nil, err
+	}
+	if b.DeliveryID != "" {
+		err := tx.QueryRow(ctx, `SELECT id FROM builds WHERE repo_id = $1 AND delivery_id = $2`,
+			b.RepoID, b.DeliveryID).Scan(&ins.existing)
+		if err == nil {
+			return ins, store.ErrConflict
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, err
+		}
+	}
+	err = tx.QueryRow(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, environment, release_version,
+			status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
+			pipeline, retry_of, started_at, finished_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING id`,
+		append([]any{b.RepoID, ins.number, nullString(b.DeliveryID), ins.created, b.Environment, b.Release},
+			buildRow(b)...)...).Scan(&ins.id)
+	if err != nil {
+		return nil, err
+	}
+	if len(b.Jobs) == 0 {
+		return ins, nil
+	}
+	// The jobs go in one round trip, then their steps in another.
+	jobs := &pgx.Batch{}
+	for _, j := range b.Jobs {
+		jobs.Queue(`INSERT INTO jobs (build_id, position, created_at, locks,
+				name, status, reason, exit_code, runs_on, agent, lease_token, lease_expires, attempt,
+				queued_at, started_at, finished_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`,
+			append([]any{ins.id, j.Position, ins.created, labels(j.Locks)}, jobRow(j)...)...)
+	}
+	res := tx.SendBatch(ctx, jobs)
+	for i, j := range b.Jobs {
+		if err := res.QueryRow().Scan(&ins.jobIDs[i]); err != nil {
+			res.Close()
+			return nil, fmt.Errorf("job %q: %w", j.Name, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return nil, err
+	}
+	steps := &w{}
+	for i, j := range b.Jobs {
+		for k, st := range j.Steps {
+			steps.insertStep(ins.jobIDs[i], k, st, fmt.Sprintf("job %q: step %d", j.Name, k))
+		}
+	}
+	if err := steps.send(ctx, tx); err != nil {
+		return nil, err
+	}
+	return ins, nil
 }
 
 // w collects writes to send in one round trip, each with what it writes
@@ -144,7 +177,8 @@ func (w *w) send(ctx context.Context, tx pgx.Tx) error {
 
 // buildRow is the build's columns that Update writes back, in the order of
 // buildSet. ID, RepoID, Repo, Number, DeliveryID and CreatedAt name the
-// build and are written only by CreateBuild.
+// build, and Environment and Release are part of what it is: they are
+// written only by CreateBuild.
 func buildRow(b *store.Build) []any {
 	var pipeline any
 	if b.Pipeline != nil {
@@ -185,7 +219,7 @@ const stepSet = `name = $3, status = $4, reason = $5, exit_code = $6, attempts =
 // column or NULL.
 const buildColumns = `b.id, b.repo_id, r.name, b.number, b.status, b.reason, b.event, b.branch, b.tag, b.commit_sha,
 	b.base_branch, b.pull_request, b.title, b.author, b.message, coalesce(b.delivery_id, ''), %s, b.retry_of,
-	b.created_at, b.started_at, b.finished_at`
+	b.created_at, b.started_at, b.finished_at, b.environment, b.release_version`
 
 func buildSelect(withPipeline bool) string {
 	p := "NULL::bytea"
@@ -199,7 +233,7 @@ func scanBuild(sc pgx.Row) (*store.Build, error) {
 	b := &store.Build{}
 	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
 		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt))
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.Environment, &b.Release)
 	return b, err
 }
 

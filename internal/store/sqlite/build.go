@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/gantry-ci/gantry/internal/store"
 )
@@ -19,76 +20,98 @@ import (
 // Nothing in b changes unless the build was stored, except b.ID on a
 // delivery conflict, as store.Store documents.
 func (s *Store) CreateBuild(ctx context.Context, b *store.Build) error {
-	created := now()
-	var (
-		id, number int64
-		repo       string
-		jobIDs     = make([]int64, len(b.Jobs))
-		existing   int64
-	)
+	var ins *inserted
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if b.DeliveryID != "" {
-			err := tx.QueryRowContext(ctx, `SELECT id FROM builds WHERE repo_id = ? AND delivery_id = ?`,
-				b.RepoID, b.DeliveryID).Scan(&existing)
-			if err == nil {
-				return store.ErrConflict
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		}
-		// The repo's counter gives the number; incrementing it locks the
-		// repo's row on PostgreSQL too, and a rollback gives it back.
-		err := tx.QueryRowContext(ctx, `UPDATE repos SET last_build = last_build + 1 WHERE id = ? RETURNING name, last_build`,
-			b.RepoID).Scan(&repo, &number)
-		if err != nil {
-			return err
-		}
-		err = tx.QueryRowContext(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at,
-				status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
-				pipeline, retry_of, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			append([]any{b.RepoID, number, nullString(b.DeliveryID), nanos(created)}, buildRow(b)...)...).Scan(&id)
-		if err != nil {
-			return err
-		}
-		for i, j := range b.Jobs {
-			if j == nil {
-				return fmt.Errorf("job %d is nil", i)
-			}
-			err := tx.QueryRowContext(ctx, `INSERT INTO jobs (build_id, position, created_at, locks,
-					name, status, reason, exit_code, runs_on, agent, lease_token, lease_expires, attempt,
-					queued_at, started_at, finished_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-				append([]any{id, j.Position, nanos(created), labelsJSON(j.Locks)}, jobRow(j)...)...).Scan(&jobIDs[i])
-			if err != nil {
-				return fmt.Errorf("job %q: %w", j.Name, err)
-			}
-			for k, st := range j.Steps {
-				if err := insertStep(ctx, tx, jobIDs[i], k, st); err != nil {
-					return fmt.Errorf("job %q: %w", j.Name, err)
-				}
-			}
-		}
-		return nil
+		var err error
+		ins, err = insertBuild(ctx, tx, b)
+		return err
 	})
-	if errors.Is(err, store.ErrConflict) && existing != 0 {
-		b.ID = existing
+	if errors.Is(err, store.ErrConflict) && ins != nil && ins.existing != 0 {
+		b.ID = ins.existing
 		return fmt.Errorf("create build: delivery %q of repo %d: %w", b.DeliveryID, b.RepoID, store.ErrConflict)
 	}
 	if err != nil {
 		return fmt.Errorf("create build of repo %d: %w", b.RepoID, translate(err))
 	}
-	b.ID, b.Number, b.Repo, b.CreatedAt = id, number, repo, created
-	for i, j := range b.Jobs {
-		j.ID, j.BuildID, j.CreatedAt = jobIDs[i], id, created
-	}
+	ins.apply(b)
 	return nil
+}
+
+// inserted is what insertBuild stored, to set in the build once the
+// transaction has committed.
+type inserted struct {
+	id, number int64
+	repo       string
+	created    time.Time
+	jobIDs     []int64
+	// existing is the build that has b's delivery ID already.
+	existing int64
+}
+
+func (ins *inserted) apply(b *store.Build) {
+	b.ID, b.Number, b.Repo, b.CreatedAt = ins.id, ins.number, ins.repo, ins.created
+	for i, j := range b.Jobs {
+		j.ID, j.BuildID, j.CreatedAt = ins.jobIDs[i], ins.id, ins.created
+	}
+}
+
+// insertBuild stores b, its jobs and their steps in tx, without changing
+// b: CreateBuild and StartDeployment apply what it returns after the
+// commit. It returns store.ErrConflict (and the existing build in the
+// answer) when a build of the repo has b's delivery ID.
+func insertBuild(ctx context.Context, tx *sql.Tx, b *store.Build) (*inserted, error) {
+	ins := &inserted{created: now(), jobIDs: make([]int64, len(b.Jobs))}
+	if b.DeliveryID != "" {
+		err := tx.QueryRowContext(ctx, `SELECT id FROM builds WHERE repo_id = ? AND delivery_id = ?`,
+			b.RepoID, b.DeliveryID).Scan(&ins.existing)
+		if err == nil {
+			return ins, store.ErrConflict
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+	}
+	// The repo's counter gives the number; incrementing it locks the
+	// repo's row on PostgreSQL too, and a rollback gives it back.
+	err := tx.QueryRowContext(ctx, `UPDATE repos SET last_build = last_build + 1 WHERE id = ? RETURNING name, last_build`,
+		b.RepoID).Scan(&ins.repo, &ins.number)
+	if err != nil {
+		return nil, err
+	}
+	err = tx.QueryRowContext(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, environment, release_version,
+			status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
+			pipeline, retry_of, started_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		append([]any{b.RepoID, ins.number, nullString(b.DeliveryID), nanos(ins.created), b.Environment, b.Release},
+			buildRow(b)...)...).Scan(&ins.id)
+	if err != nil {
+		return nil, err
+	}
+	for i, j := range b.Jobs {
+		if j == nil {
+			return nil, fmt.Errorf("job %d is nil", i)
+		}
+		err := tx.QueryRowContext(ctx, `INSERT INTO jobs (build_id, position, created_at, locks,
+				name, status, reason, exit_code, runs_on, agent, lease_token, lease_expires, attempt,
+				queued_at, started_at, finished_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			append([]any{ins.id, j.Position, nanos(ins.created), labelsJSON(j.Locks)}, jobRow(j)...)...).Scan(&ins.jobIDs[i])
+		if err != nil {
+			return nil, fmt.Errorf("job %q: %w", j.Name, err)
+		}
+		for k, st := range j.Steps {
+			if err := insertStep(ctx, tx, ins.jobIDs[i], k, st); err != nil {
+				return nil, fmt.Errorf("job %q: %w", j.Name, err)
+			}
+		}
+	}
+	return ins, nil
 }
 
 // buildRow is the build's columns that Update writes back, in the order of
 // buildSet. ID, RepoID, Repo, Number, DeliveryID and CreatedAt name the
-// build and are written only by CreateBuild.
+// build, and Environment and Release are part of what it is: they are
+// written only by CreateBuild.
 func buildRow(b *store.Build) []any {
 	var pipeline any
 	if b.Pipeline != nil {
@@ -146,7 +169,7 @@ func labelsJSON(labels []string) string {
 // column or NULL.
 const buildColumns = `b.id, b.repo_id, r.name, b.number, b.status, b.reason, b.event, b.branch, b.tag, b.commit_sha,
 	b.base_branch, b.pull_request, b.title, b.author, b.message, coalesce(b.delivery_id, ''), %s, b.retry_of,
-	b.created_at, b.started_at, b.finished_at`
+	b.created_at, b.started_at, b.finished_at, b.environment, b.release_version`
 
 func buildSelect(withPipeline bool) string {
 	p := "NULL"
@@ -160,7 +183,7 @@ func scanBuild(sc interface{ Scan(...any) error }) (*store.Build, error) {
 	b := &store.Build{}
 	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
 		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt))
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.Environment, &b.Release)
 	return b, err
 }
 
