@@ -30,6 +30,10 @@ const createTimeout = 5 * time.Minute
 // ErrNotFinished: a build that has not finished cannot be retried.
 var ErrNotFinished = errors.New("build has not finished")
 
+// ErrDeployment: the build of a deployment is not retried; a deployment
+// is asked for again (gantry deploy, gantry rollback), which records it.
+var ErrDeployment = errors.New("it runs a deployment: deploy the release again instead (gantry deploy, gantry rollback)")
+
 // Options configure a Service.
 type Options struct {
 	// BuildForks builds pull requests from forks. Off by default: their
@@ -235,7 +239,7 @@ func Plan(b *store.Build) (*plan.Plan, error) {
 // TriggerOf is the plan trigger of a stored build.
 func TriggerOf(b *store.Build) plan.Trigger {
 	return plan.Trigger{Event: b.Event, Branch: b.Branch, Tag: b.Tag, Commit: b.Commit, Repo: b.Repo,
-		BaseBranch: b.BaseBranch, BuildNumber: int(b.Number)}
+		BaseBranch: b.BaseBranch, BuildNumber: int(b.Number), Environment: b.Environment, Release: b.Release}
 }
 
 // advance replays the build's job statuses through an engine.Graph and
@@ -580,6 +584,9 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 	if !store.Finished(old.Status) {
 		return nil, fmt.Errorf("retry build %d: %w (it is %s)", buildID, ErrNotFinished, old.Status)
 	}
+	if old.Event == plan.EventDeploy {
+		return nil, fmt.Errorf("retry build %d: %w", buildID, ErrDeployment)
+	}
 	b := &store.Build{
 		RepoID: old.RepoID, Repo: old.Repo, Status: store.StatusQueued, Event: old.Event, Branch: old.Branch,
 		Tag: old.Tag, Commit: old.Commit, BaseBranch: old.BaseBranch, PullRequest: old.PullRequest,
@@ -607,7 +614,9 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 		now := time.Now()
 		for i, pj := range pl.Jobs {
 			j := &store.Job{Name: pj.Name, Position: i, Status: store.StatusPending, RunsOn: pj.RunsOn, Locks: pj.Locks, ExitCode: -1}
-			if p := prev[pj.Name]; failedOnly && p != nil && p.Status == store.StatusSuccess {
+			// A job with artifacts runs again: they belong to the build
+			// that made them, and this build's release needs its own.
+			if p := prev[pj.Name]; failedOnly && p != nil && p.Status == store.StatusSuccess && len(pj.Artifacts) == 0 {
 				j.Status, j.Reason, j.ExitCode = store.StatusSuccess, fmt.Sprintf("passed in build %d", old.Number), p.ExitCode
 				j.StartedAt, j.FinishedAt, j.Steps = p.StartedAt, p.FinishedAt, p.Steps
 			}
@@ -673,6 +682,10 @@ func (s *Service) Recover(ctx context.Context, agent string) error {
 // of one pull request, one tag, or one branch.
 func concurrencyKey(b *store.Build) string {
 	switch {
+	case b.Event == plan.EventDeploy:
+		// Deployments take turns per environment (package delivery), and
+		// never hold back or wait for the builds of their branch.
+		return fmt.Sprintf("deploy:%d", b.ID)
 	case b.Event == plan.EventPullRequest:
 		return fmt.Sprintf("pr:%d", b.PullRequest)
 	case b.Tag != "":

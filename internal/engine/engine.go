@@ -443,6 +443,9 @@ func (r *jobRun) baseEnv(env map[string]string) []string {
 	for _, k := range j.MatrixKeys {
 		out = append(out, "GANTRY_MATRIX_"+envName(k)+"="+j.Matrix[k])
 	}
+	if t.Environment != "" {
+		out = append(out, "GANTRY_ENVIRONMENT="+t.Environment, "GANTRY_RELEASE="+t.Release)
+	}
 	return out
 }
 

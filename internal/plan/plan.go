@@ -24,6 +24,9 @@ const (
 	EventTag         = "tag"
 	EventSchedule    = "schedule"
 	EventManual      = "manual"
+	// EventDeploy is a deployment: a build whose one job runs an
+	// environment's steps for a release (Trigger.Environment, .Release).
+	EventDeploy = "deploy"
 )
 
 // Trigger is what started a build.
@@ -39,6 +42,10 @@ type Trigger struct {
 	// unknown, and then paths filters select the build.
 	ChangedPaths []string `json:"-"`
 	BuildNumber  int      `json:"build_number,omitempty"`
+	// Environment and Release, on a deployment, name the environment and
+	// the version of the release deployed there.
+	Environment string `json:"environment,omitempty"`
+	Release     string `json:"release,omitempty"`
 }
 
 // Plan is the graph of jobs of one build.
@@ -174,8 +181,12 @@ func matchPaths(include, ignore, changed []string, where string) (bool, string) 
 	return false, fmt.Sprintf("every changed file matches %s.paths-ignore %v", where, ignore)
 }
 
-// New builds the plan of p for trigger t.
+// New builds the plan of p for trigger t. A deployment's plan is one job:
+// the environment's steps (see Deploy).
 func New(p *spec.Pipeline, t Trigger) *Plan {
+	if t.Event == EventDeploy {
+		return deploy(p, t)
+	}
 	pl := &Plan{Trigger: t, Env: p.Env}
 	cells := map[string][]string{} // base name -> expanded names
 	for _, j := range p.Jobs {
