@@ -453,7 +453,7 @@ func (s *Service) recoverReleases(ctx context.Context) {
 		return
 	}
 	newest := map[string]int64{} // repo@branch -> newest build number with a release
-	for _, b := range builds {      // newest first
+	for _, b := range builds {   // newest first
 		if time.Since(b.FinishedAt) > time.Hour || b.Event == plan.EventDeploy {
 			continue
 		}

@@ -57,18 +57,18 @@ var ErrTransition = errors.New("no such transition")
 
 // transitions is the machine. A deployment is
 //
-//	              requested
-//	                  │
-//	                  ▼
-//	    ┌──────── pending ─────────┐   waits its turn: one deployment runs at
-//	    │ Fail        │ Start      │   a time per environment, in the order
-//	    │ (refused)   │            │   asked (approvals and freeze windows
-//	    ▼             ▼            │   will hold it here too)
-//	  failed ◄──── running         │ Cancel
-//	         Fail     │ │ Cancel   │
-//	        Succeed   │ └────────► cancelled
-//	                  ▼
-//	              succeeded
+//	            requested
+//	                │
+//	                ▼
+//	  ┌──────── pending ─────────┐   waits its turn: one deployment runs at
+//	  │ Fail        │ Start      │   a time per environment, in the order
+//	  │ (refused)   │            │   asked (approvals and freeze windows
+//	  ▼             ▼            │   will hold it here too)
+//	failed ◄──── running         │ Cancel
+//	       Fail     │ │ Cancel   │
+//	      Succeed   │ └────────► cancelled
+//	                ▼
+//	            succeeded
 //
 // and a running deployment is never cancelled by a newer one: only its
 // build's end, or someone cancelling that build, ends it.
