@@ -55,23 +55,22 @@ const (
 // ErrTransition: the event cannot happen to a deployment in that state.
 var ErrTransition = errors.New("no such transition")
 
-// transitions is the machine. A deployment is
+// transitions is the machine:
 //
-//	            requested
-//	                │
-//	                ▼
-//	  ┌──────── pending ─────────┐   waits its turn: one deployment runs at
-//	  │ Fail        │ Start      │   a time per environment, in the order
-//	  │ (refused)   │            │   asked (approvals and freeze windows
-//	  ▼             ▼            │   will hold it here too)
-//	failed ◄──── running         │ Cancel
-//	       Fail     │ │ Cancel   │
-//	      Succeed   │ └────────► cancelled
-//	                ▼
-//	            succeeded
+//	requested
+//	    │
+//	    ▼
+//	 pending ───Start───► running ───Succeed───► succeeded
+//	    │                    │
+//	    │ Fail, Cancel       │ Fail, Cancel
+//	    ▼                    ▼
+//	 failed, cancelled    failed, cancelled
 //
-// and a running deployment is never cancelled by a newer one: only its
-// build's end, or someone cancelling that build, ends it.
+// A pending deployment waits its turn: one runs at a time per environment,
+// in the order asked (approvals and freeze windows will hold it here too);
+// one that cannot start is refused (Fail). A running deployment is never
+// cancelled by a newer one: only its build's end, or someone cancelling
+// that build, ends it. Final states have no way out.
 var transitions = map[string]map[Event]string{
 	store.DeployPending: {Start: store.DeployRunning, Fail: store.DeployFailed, Cancel: store.DeployCancelled},
 	store.DeployRunning: {Succeed: store.DeploySucceeded, Fail: store.DeployFailed, Cancel: store.DeployCancelled},
