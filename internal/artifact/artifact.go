@@ -21,7 +21,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -209,4 +211,25 @@ func Verify(w io.Writer, r io.Reader, want string) (int64, error) {
 		return n, fmt.Errorf("the bytes have SHA-256 %s, not the %s recorded: %w", got, want, ErrDigest)
 	}
 	return n, nil
+}
+
+// ValidPath reports whether p may name an artifact: a file's path in a
+// workspace, relative, with slashes, clean (no "." or ".." parts, no
+// doubled or trailing slash), without NUL, backslashes or control
+// characters, at most 1024 bytes.
+func ValidPath(p string) bool {
+	if p == "" || len(p) > 1024 || path.IsAbs(p) || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == ".." {
+		return false
+	}
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	for part := range strings.SplitSeq(p, "/") {
+		if part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
 }

@@ -227,3 +227,35 @@ func TestNewClearsUnfinishedUploads(t *testing.T) {
 		t.Errorf("unfinished upload after New: %v, want removed", err)
 	}
 }
+
+func TestValidPath(t *testing.T) {
+	t.Parallel()
+	for p, want := range map[string]bool{
+		"dist/app": true, "app": true, "dist/a b.tar.gz": true, ".hidden/x": true, "dist/..x": true,
+		"": false, "/etc/passwd": false, "../x": false, "dist/../../x": false, "dist/./x": false, "./x": false,
+		"dist//x": false, "dist/": false, ".": false, "..": false, "a\\b": false, "a\x00b": false, "a\nb": false,
+		strings.Repeat("a", 1025): false,
+	} {
+		if got := artifact.ValidPath(p); got != want {
+			t.Errorf("ValidPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// FuzzValidPath: a path ValidPath accepts never leaves the directory it is
+// joined to.
+func FuzzValidPath(f *testing.F) {
+	for _, s := range []string{"dist/app", "../x", "a/../../b", "/abs", "a//b", "..", "a\\..\\b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !artifact.ValidPath(p) {
+			return
+		}
+		root := "/work/space"
+		j := filepath.Join(root, filepath.FromSlash(p))
+		if !strings.HasPrefix(j, root+"/") || !filepath.IsLocal(p) {
+			t.Errorf("ValidPath(%q) = true, but it joins to %s", p, j)
+		}
+	})
+}

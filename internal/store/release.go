@@ -17,6 +17,9 @@ type Artifact struct {
 	// Path is where the file was in the workspace: relative, with slashes.
 	Path string
 	Size int64
+	// Mode is the file's permission bits (0o644, or 0o755 for a program):
+	// what it is given again where it is placed.
+	Mode uint32
 	// SHA256 is the lowercase hex SHA-256 of the bytes.
 	SHA256    string
 	CreatedAt time.Time

@@ -27,12 +27,12 @@ func (s *Store) AddArtifact(ctx context.Context, a *store.Artifact, token int64)
 		}
 		// Another job's artifact at the path stays: the WHERE of the
 		// upsert refuses it, and no row comes back.
-		err = tx.QueryRowContext(ctx, `INSERT INTO artifacts (build_id, job_id, path, size, sha256, created_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (build_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256,
+		err = tx.QueryRowContext(ctx, `INSERT INTO artifacts (build_id, job_id, path, size, mode, sha256, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (build_id, path) DO UPDATE SET size = excluded.size, mode = excluded.mode, sha256 = excluded.sha256,
 				created_at = excluded.created_at
 				WHERE artifacts.job_id = excluded.job_id
-			RETURNING id`, a.BuildID, a.JobID, a.Path, a.Size, a.SHA256, nanos(created)).Scan(&a.ID)
+			RETURNING id`, a.BuildID, a.JobID, a.Path, a.Size, a.Mode, a.SHA256, nanos(created)).Scan(&a.ID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("another job of build %d has an artifact at %s: %w", a.BuildID, a.Path, store.ErrConflict)
 		}
@@ -45,12 +45,12 @@ func (s *Store) AddArtifact(ctx context.Context, a *store.Artifact, token int64)
 	return nil
 }
 
-const artifactSelect = `SELECT a.id, a.build_id, a.job_id, j.name, a.path, a.size, a.sha256, a.created_at
+const artifactSelect = `SELECT a.id, a.build_id, a.job_id, j.name, a.path, a.size, a.mode, a.sha256, a.created_at
 	FROM artifacts AS a JOIN jobs AS j ON j.id = a.job_id`
 
 func scanArtifact(sc interface{ Scan(...any) error }) (*store.Artifact, error) {
 	a := &store.Artifact{}
-	return a, sc.Scan(&a.ID, &a.BuildID, &a.JobID, &a.Job, &a.Path, &a.Size, &a.SHA256, ts(&a.CreatedAt))
+	return a, sc.Scan(&a.ID, &a.BuildID, &a.JobID, &a.Job, &a.Path, &a.Size, &a.Mode, &a.SHA256, ts(&a.CreatedAt))
 }
 
 // Artifacts returns a build's artifacts by path.

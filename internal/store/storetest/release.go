@@ -53,7 +53,7 @@ func leased(t *testing.T, s store.Store, r *store.Repo, names ...string) (*store
 
 func addArtifact(t *testing.T, s store.Store, b *store.Build, j *store.Job, path string, n int) *store.Artifact {
 	t.Helper()
-	a := &store.Artifact{BuildID: b.ID, JobID: j.ID, Path: path, Size: int64(n * 10), SHA256: sha(n)}
+	a := &store.Artifact{BuildID: b.ID, JobID: j.ID, Path: path, Size: int64(n * 10), Mode: 0o644 | uint32(n%2)*0o111, SHA256: sha(n)}
 	if err := s.AddArtifact(t.Context(), a, j.LeaseToken); err != nil {
 		t.Fatalf("AddArtifact(%s) = %v", path, err)
 	}

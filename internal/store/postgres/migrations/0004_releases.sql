@@ -9,12 +9,14 @@ ALTER TABLE builds ADD COLUMN release_version text NOT NULL DEFAULT '';
 
 -- artifacts: files jobs uploaded when they passed. The bytes live under
 -- the server's data dir by sha256 (lowercase hex); one path per build.
+-- mode holds the file's permission bits.
 CREATE TABLE artifacts (
 	id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	build_id   bigint      NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
 	job_id     bigint      NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
 	path       text        NOT NULL,
 	size       bigint      NOT NULL,
+	mode       integer     NOT NULL,
 	sha256     text        NOT NULL,
 	created_at timestamptz NOT NULL,
 	CONSTRAINT artifacts_build_path UNIQUE (build_id, path)

@@ -8,12 +8,14 @@ ALTER TABLE builds ADD COLUMN release_version TEXT NOT NULL DEFAULT '';
 
 -- artifacts: files jobs uploaded when they passed. The bytes live under
 -- the server's data dir by sha256 (lowercase hex); one path per build.
+-- mode holds the file's permission bits.
 CREATE TABLE artifacts (
 	id         INTEGER PRIMARY KEY AUTOINCREMENT,
 	build_id   INTEGER NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
 	job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
 	path       TEXT    NOT NULL,
 	size       INTEGER NOT NULL,
+	mode       INTEGER NOT NULL,
 	sha256     TEXT    NOT NULL,
 	created_at INTEGER NOT NULL,
 	UNIQUE (build_id, path)
