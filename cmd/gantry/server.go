@@ -30,7 +30,11 @@ After a crash (kill -9), the next start ends the jobs that were running as
 error "server restarted"; queued builds still run.
 
 Pull requests from forks are recorded as skipped unless --build-forks is
-given: the built-in agent runs steps on this host as this user.`
+given: the built-in agent runs steps on this host as this user.
+
+Artifacts live under --data/artifacts, one file per SHA-256. Those no
+release refers to are removed after --artifact-retention; a release's are
+kept for good.`
 
 func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("server", "server [flags]", serverAbout, stdout, stderr)
@@ -42,6 +46,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "a job whose agent stops heartbeating for this long is handed to another agent or fails")
 	retries := fs.Int("retries", 1, "how many times a job whose agent was lost (or whose token was revoked) runs again elsewhere before it fails as \"agent lost\" (`N`)")
 	buildForks := fs.Bool("build-forks", false, "build pull requests from forks: their pipeline, a stranger's code, runs on this server's agents")
+	retention := fs.String("artifact-retention", "30d", "keep artifacts no release refers to this long: days (`30d`), a duration (12h), or never")
 	logFormat := fs.String("log-format", "text", "log `format` on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	if code, done := parseFlags(fs, args, stdout); done {
@@ -53,6 +58,11 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *retries < 0 {
 		fmt.Fprintf(stderr, "gantry server: --retries %d: want 0 or more\n", *retries)
+		return exitUsage
+	}
+	keep, err := parseRetention(*retention)
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry server: --artifact-retention %v\n", err)
 		return exitUsage
 	}
 	var level slog.Level
@@ -75,6 +85,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
 		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, Retries: *retries, BuildForks: *buildForks,
+		ArtifactRetention: keep,
 		Log: log, Out: stdout, Version: version(),
 	})
 	if err != nil {

@@ -226,8 +226,8 @@ removes the users named, or the whole group with its roles. Admins only.`,
 const rolesAbout = `Roles are granted per repo (OWNER/NAME, or '*' for every repo) to a user or
 a group, each including the ones before it:
 
-  viewer      read builds and logs
-  developer   trigger, cancel and retry builds
+  viewer      read builds, logs, artifacts, releases and environments
+  developer   trigger, cancel and retry builds; deploy, promote, roll back
   maintainer  repo settings and secrets; see the repo's roles
   admin       everything on the repo, and grant roles on it
 

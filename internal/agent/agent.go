@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -41,6 +42,12 @@ type Server interface {
 	// Seen tells the server what the agent says of itself outside a lease
 	// request: that it drains, for one.
 	Seen(ctx context.Context, self *store.Agent) error
+	// UploadArtifact stores a file of a job that passed as an artifact,
+	// under the job's lease; OpenArtifact opens an artifact of the
+	// release a deployment's job deploys. Both return store.ErrStaleLease
+	// when the agent lost the job.
+	UploadArtifact(ctx context.Context, a *queue.Assignment, f *queue.ArtifactFile) error
+	OpenArtifact(ctx context.Context, a *queue.Assignment, ref queue.ArtifactRef) (io.ReadCloser, error)
 }
 
 // ErrRefused is what a Server's methods wrap when the server refuses the
@@ -282,10 +289,44 @@ func (a *Agent) execute(ctx context.Context, slot int, as *queue.Assignment, los
 	b := newBatcher(a.opts.FlushInterval, a.opts.FlushBytes, func(evs []engine.Event) {
 		lost(a.server.Report(context.WithoutCancel(ctx), as, evs))
 	})
+	defer b.close()
+	// say writes a line of the agent's own into the job's log, at a step.
+	say := func(step int) func(string) {
+		return func(line string) {
+			b.add(engine.Event{Type: engine.Log, Time: time.Now(), Job: as.Job, StepIndex: step, Data: []byte(line + "\n")})
+		}
+	}
+	// A deployment runs exactly the bytes its release recorded, or nothing.
+	if len(as.Artifacts) > 0 {
+		if err := a.place(ctx, as, ws, say(0)); err != nil {
+			return artifactResult(as.Job, err, lost)
+		}
+	}
 	res := eng.RunJob(ctx, pl, job, as.Needs, b.add)
-	b.close()
+	if res.Status == engine.Success && len(job.Artifacts) > 0 {
+		if err := a.upload(ctx, as, ws, job.Artifacts, say(max(len(job.Steps)-1, 0))); err != nil {
+			r := artifactResult(as.Job, err, lost)
+			res.Status, res.Reason = r.Status, r.Reason
+		}
+	}
 	if cause := context.Cause(ctx); errors.Is(cause, errLost) {
 		res.Status, res.Reason = engine.Cancelled, errLost.Error()
+	}
+	return res
+}
+
+// artifactResult is how a job ends when its artifacts could not be placed
+// or uploaded: failed when it is the job's doing, cancelled when the job
+// was taken away (lost stops it), else errored.
+func artifactResult(job string, err error, lost func(error) bool) *engine.JobResult {
+	res := &engine.JobResult{Name: job, Status: engine.Error, Reason: err.Error()}
+	var ea *errArtifacts
+	switch {
+	case errors.Is(err, store.ErrStaleLease) || errors.Is(err, ErrRefused):
+		lost(err)
+		res.Status, res.Reason = engine.Cancelled, errLost.Error()
+	case errors.As(err, &ea):
+		res.Status = engine.Failure
 	}
 	return res
 }

@@ -19,7 +19,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/artifact"
 	"github.com/gantry-ci/gantry/internal/build"
+	"github.com/gantry-ci/gantry/internal/delivery"
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/queue"
@@ -72,8 +74,13 @@ func newAccessEnv(t *testing.T, origin string) *accessEnv {
 	t.Cleanup(func() { st.Close() })
 	mirrors := git.NewMirrors(t.TempDir())
 	builds := build.New(st, mirrors, nil, nil)
+	arts, err := artifact.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := &api.Handler{Store: st, Builds: builds, Mirrors: mirrors, Broker: &logstream.Broker{},
-		Queue: queue.New(st, builds, nil, queue.Options{}), LongPoll: 100 * time.Millisecond}
+		Queue: queue.New(st, builds, nil, queue.Options{Artifacts: arts}), LongPoll: 100 * time.Millisecond,
+		Delivery: delivery.New(st, mirrors, nil, nil), Artifacts: arts}
 	mux := http.NewServeMux()
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
@@ -173,6 +180,8 @@ func (e *accessEnv) fingerprint(t *testing.T) string {
 	add(e.st.Tokens(ctx, store.TokenAPI))
 	add(e.st.Tokens(ctx, store.TokenAgent))
 	add(e.st.Locks(ctx))
+	add(e.st.ListReleases(ctx, store.ReleaseFilter{Limit: 1000}))
+	add(e.st.Deployments(ctx, store.DeploymentFilter{Limit: 1000}))
 	data, err := json.Marshal(out)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +286,12 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 		"POST /api/v1/grants/revoke": func(e *accessEnv) tc {
 			return tc{"POST", "/api/v1/grants/revoke", api.Grant{Repo: "acme/web", User: "viewer"}, "owner"}
 		},
+	}
+	for pattern, c := range deliveryCases {
+		cases[pattern] = func(e *accessEnv) tc {
+			method, path, body, need := c(e)
+			return tc{method, path, body, need}
+		}
 	}
 
 	routes := newAccessEnv(t, origin).h.Routes()

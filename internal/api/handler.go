@@ -16,7 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gantry-ci/gantry/internal/artifact"
 	"github.com/gantry-ci/gantry/internal/build"
+	"github.com/gantry-ci/gantry/internal/delivery"
+	"github.com/gantry-ci/gantry/internal/deploy"
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/plan"
@@ -40,6 +43,10 @@ type Handler struct {
 	// LongPoll is how long an idle agent's request for work is held; 0
 	// means queue.LongPoll.
 	LongPoll time.Duration
+	// Delivery runs releases and deployments; Artifacts keeps the bytes
+	// of artifacts.
+	Delivery  *delivery.Service
+	Artifacts *artifact.Store
 
 	reqID  atomic.Int64
 	routes []Route
@@ -90,6 +97,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.route(mux, "GET /api/v1/locks", anyUser, h.listLocks)
 	h.route(mux, "DELETE /api/v1/locks/{name}", adminOnly, h.deleteLock)
 	h.registerUsers(mux)
+	h.registerArtifacts(mux, viewer)
+	h.registerDelivery(mux, viewer, developer)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }
@@ -145,8 +154,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		status, msg = http.StatusConflict, staleLease
 	case errors.Is(err, store.ErrNotFound):
 		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, build.ErrNotFinished):
+	case errors.Is(err, build.ErrNotFinished), errors.Is(err, build.ErrDeployment), errors.Is(err, deploy.ErrRefused):
 		status, msg = http.StatusConflict, err.Error()
+	case errors.Is(err, queue.ErrNoArtifacts):
+		status, msg = http.StatusNotFound, err.Error()
 	case errors.Is(err, store.ErrConflict):
 		// The store's message may carry the driver's words.
 		status, msg = http.StatusConflict, "already exists"

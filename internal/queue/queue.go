@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantry-ci/gantry/internal/artifact"
 	"github.com/gantry-ci/gantry/internal/build"
 	"github.com/gantry-ci/gantry/internal/engine"
 	"github.com/gantry-ci/gantry/internal/plan"
@@ -38,6 +39,9 @@ type Assignment struct {
 	Needs    map[string]string `json:"needs"`
 	// LeaseTTL is how long the lease lasts without a heartbeat.
 	LeaseTTL time.Duration `json:"lease_ttl"`
+	// Artifacts, on a deployment's job, are the artifacts of the release
+	// it deploys, to place in the workspace before the first step.
+	Artifacts []ArtifactRef `json:"artifacts,omitempty"`
 }
 
 // Options configure a Dispatcher.
@@ -49,6 +53,8 @@ type Options struct {
 	Retries int
 	// Logged, if set, is called after a job's log output was stored.
 	Logged func(buildID, jobID int64)
+	// Artifacts keeps the bytes of artifacts; nil refuses uploads.
+	Artifacts *artifact.Store
 }
 
 // Dispatcher leases jobs to agents.
@@ -233,11 +239,15 @@ func (d *Dispatcher) assignment(b *store.Build, j *store.Job) (*Assignment, erro
 	if r, err := d.store.Repo(context.Background(), repo); err == nil {
 		cloneURL = r.CloneURL
 	}
-	return &Assignment{
+	a := &Assignment{
 		BuildID: b.ID, JobID: j.ID, Token: j.LeaseToken, Job: j.Name, Repo: repo, CloneURL: cloneURL,
 		Commit: b.Commit, Pipeline: b.Pipeline, Trigger: pl.Trigger, Needs: build.Needs(b, pl, j.Name),
 		LeaseTTL: d.opts.LeaseTTL,
-	}, nil
+	}
+	if err := d.addArtifacts(context.Background(), b, a); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // Heartbeat keeps a lease alive; store.ErrStaleLease means the agent must

@@ -27,7 +27,9 @@ import (
 
 	"github.com/gantry-ci/gantry/internal/agent"
 	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/artifact"
 	"github.com/gantry-ci/gantry/internal/build"
+	"github.com/gantry-ci/gantry/internal/delivery"
 	"github.com/gantry-ci/gantry/internal/forge"
 	"github.com/gantry-ci/gantry/internal/forge/bitbucket"
 	"github.com/gantry-ci/gantry/internal/forge/gitea"
@@ -72,6 +74,9 @@ type Config struct {
 	// LongPoll is how long an idle agent's request for work is held
 	// before the answer "nothing yet"; 0 means queue.LongPoll.
 	LongPoll time.Duration
+	// ArtifactRetention is how long artifacts no release refers to are
+	// kept; 0 keeps them for ever.
+	ArtifactRetention time.Duration
 }
 
 // Server is a running Gantry server.
@@ -80,6 +85,8 @@ type Server struct {
 	store      store.Store
 	builds     *build.Service
 	dispatcher *queue.Dispatcher
+	delivery   *delivery.Service
+	artifacts  *artifact.Store
 	broker     *logstream.Broker
 	metrics    *metrics
 	http       *http.Server
@@ -173,14 +180,25 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.broker = &logstream.Broker{}
 	s.metrics = newMetrics(st)
 	mirrors := git.NewMirrors(filepath.Join(s.cfg.DataDir, "repos"))
+	if s.artifacts, err = artifact.New(filepath.Join(s.cfg.DataDir, "artifacts")); err != nil {
+		st.Close()
+		return err
+	}
 	var dispatcher *queue.Dispatcher
-	s.builds = build.New(st, mirrors, s.cfg.Log, func(b *store.Build) {
+	changed := func(b *store.Build) {
 		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID, Snapshot: api.BuildOf(b)})
 		if dispatcher != nil && hasQueued(b) {
 			dispatcher.Notify()
 		}
-	}, build.Options{BuildForks: s.cfg.BuildForks, Finished: s.metrics.buildFinished})
+	}
+	s.delivery = delivery.New(st, mirrors, s.cfg.Log, changed)
+	s.builds = build.New(st, mirrors, s.cfg.Log, changed, build.Options{BuildForks: s.cfg.BuildForks,
+		Finished: func(b *store.Build) {
+			s.metrics.buildFinished(b)
+			s.delivery.BuildFinished(b)
+		}})
 	dispatcher = queue.New(st, s.builds, s.cfg.Log, queue.Options{LeaseTTL: s.cfg.LeaseTTL, Retries: s.cfg.Retries,
+		Artifacts: s.artifacts,
 		Logged: func(buildID, jobID int64) {
 			s.broker.Publish(logstream.Message{Kind: "log", BuildID: buildID, JobID: jobID})
 		}})
@@ -204,10 +222,18 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	s.cancelBg = cancelBg
-	s.bg.Add(2)
+	s.bg.Add(4)
 	go func() {
 		defer s.bg.Done()
 		dispatcher.Run(bg)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.delivery.Run(bg, 5*time.Second)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.sweepArtifacts(bg)
 	}()
 	go func() {
 		defer s.bg.Done()
@@ -239,7 +265,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	mux := http.NewServeMux()
 	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
-		Queue: dispatcher, LongPoll: s.cfg.LongPoll}).Register(mux)
+		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Delivery: s.delivery, Artifacts: s.artifacts}).Register(mux)
 	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
 		Webhooks: map[string]forge.Webhook{
 			"github": github.Webhook(), "gitea": gitea.Webhook(), "forgejo": gitea.Webhook(),
