@@ -85,8 +85,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
 		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, Retries: *retries, BuildForks: *buildForks,
-		ArtifactRetention: keep,
-		Log:               log, Out: stdout, Version: version(),
+		Log: log, Out: stdout, Version: version(), ArtifactRetention: keep,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry server: %v\n", err)
