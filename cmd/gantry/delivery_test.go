@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/store/postgres/pgtest"
 )
 
 // deliveryPipeline builds dist/app, a program that names its commit, and
@@ -476,5 +477,30 @@ func TestArtifactRetention(t *testing.T) {
 	}
 	if stdout, errOut, code := s.cli("deploy", "acme/app", "qa", "--release", fmt.Sprintf("main-%d", released.Number), "--wait"); code != 0 {
 		t.Errorf("deploy of the kept release = %d: %s%s", code, stdout, errOut)
+	}
+}
+
+// TestDeliveryPostgres: the same way from a push to production, with the
+// server's state in PostgreSQL.
+func TestDeliveryPostgres(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	out := t.TempDir()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": deliveryPipeline(out, "")})
+	s := startServer(t, t.TempDir(), "--database", db)
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID, 60*time.Second)
+	v := fmt.Sprintf("main-%d", b.Number)
+	waitLive(t, s, "acme/app", "staging", v)
+	if stdout, errOut, code := s.cli("promote", "acme/app", "--from", "staging", "--to", "production", "--wait"); code != 0 {
+		t.Fatalf("promote --wait = %d: %s%s", code, stdout, errOut)
+	}
+	if got := readFile(t, filepath.Join(out, "production-app")); digest(got) != digest(appOf(sha)) {
+		t.Errorf("production runs %q, want the artifact's bytes", got)
+	}
+	if e := envsOf(t, s, "acme/app")["production"]; e.Current == nil || e.Current.Release != v || e.Current.Kind != "promote" {
+		t.Errorf("production = %+v, want %s promoted", e.Current, v)
 	}
 }

@@ -371,3 +371,37 @@ func TestReconcile(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCancelDeployment: someone cancelling a deployment's build cancels
+// the deployment, and the next one starts.
+func TestCancelDeployment(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	sha := e.commit("Ann <ann@example.com>", "concurrency: {push: parallel}\n"+pipeline)
+	e.push("main", sha)
+	e.push("main", sha)
+	for range 2 {
+		b, j, err := e.st.Lease(e.ctx, "agent", nil, time.Hour)
+		if err != nil || j.Name != "build" {
+			t.Fatalf("Lease() = %v, %v", j, err)
+		}
+		if err := e.builds.Finish(e.ctx, b.ID, j.ID, j.LeaseToken, &engine.JobResult{Status: engine.Success}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.envs()["staging"]
+	if st.Active == nil || len(st.Waiting) != 1 {
+		t.Fatalf("staging = active %v, waiting %d; want one running, one waiting", st.Active, len(st.Waiting))
+	}
+	if _, err := e.builds.Cancel(e.ctx, st.Active.BuildID, "cancelled by ann"); err != nil {
+		t.Fatal(err)
+	}
+	after := e.envs()["staging"]
+	if after.Last == nil || after.Last.ID != st.Active.ID || after.Last.State != store.DeployCancelled ||
+		!strings.Contains(after.Last.Reason, "cancelled by ann") {
+		t.Errorf("the cancelled deployment = %+v, want cancelled saying by whom", after.Last)
+	}
+	if after.Active == nil || after.Active.ID != st.Waiting[0].ID {
+		t.Errorf("after the cancel, active = %+v, want the waiting one started", after.Active)
+	}
+}
