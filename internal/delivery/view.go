@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
 	"slices"
 
@@ -63,7 +64,7 @@ func (s *Service) environment(ctx context.Context, repo, name string) (*Environm
 			e.Waiting = append(e.Waiting, d)
 		}
 	}
-	slices.SortFunc(e.Waiting, func(a, b *store.Deployment) int { return int(a.ID - b.ID) })
+	slices.SortFunc(e.Waiting, func(a, b *store.Deployment) int { return cmp.Compare(a.ID, b.ID) })
 	ended, err := s.store.Deployments(ctx, store.DeploymentFilter{Repo: repo, Environment: name,
 		States: []string{store.DeploySucceeded, store.DeployFailed, store.DeployCancelled}, Limit: 1})
 	if err != nil {

@@ -12,6 +12,7 @@
 package deploy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -133,7 +134,7 @@ func Next(open []*store.Deployment, ready Ready) (start *store.Deployment, waiti
 			pending = append(pending, d)
 		}
 	}
-	slices.SortFunc(pending, func(a, b *store.Deployment) int { return int(a.ID - b.ID) })
+	slices.SortFunc(pending, func(a, b *store.Deployment) int { return cmp.Compare(a.ID, b.ID) })
 	for i, d := range pending {
 		switch {
 		case running != nil && i == 0:
