@@ -43,19 +43,21 @@ func TestAuditHashCoversEveryField(t *testing.T) {
 	}
 	base := AuditHash(sampleEntry())
 	for name, change := range map[string]func(e *AuditEntry){
-		"Seq":             func(e *AuditEntry) { e.Seq++ },
-		"At":              func(e *AuditEntry) { e.At = e.At.Add(time.Microsecond) },
-		"Actor":           func(e *AuditEntry) { e.Actor = "token:admin#2" },
-		"Address":         func(e *AuditEntry) { e.Address = "192.0.2.8" },
-		"Action":          func(e *AuditEntry) { e.Action = "repo.rm" },
-		"Object":          func(e *AuditEntry) { e.Object = "repo:acme/api" },
-		"Reason":          func(e *AuditEntry) { e.Reason = "" },
-		"Detail value":    func(e *AuditEntry) { e.Detail["forge"] = "gitea" },
-		"Detail key":      func(e *AuditEntry) { e.Detail["forgE"] = e.Detail["forge"]; delete(e.Detail, "forge") },
-		"Detail added":    func(e *AuditEntry) { e.Detail["x"] = "" },
-		"PrevHash":        func(e *AuditEntry) { e.PrevHash[31] ^= 1 },
-		"field boundary":  func(e *AuditEntry) { e.Actor, e.Address = "token:admin#1192.0.2.7", "" },
-		"detail boundary": func(e *AuditEntry) { e.Detail = map[string]string{"forgegithub": "", "clone_url": e.Detail["clone_url"]} },
+		"Seq":            func(e *AuditEntry) { e.Seq++ },
+		"At":             func(e *AuditEntry) { e.At = e.At.Add(time.Microsecond) },
+		"Actor":          func(e *AuditEntry) { e.Actor = "token:admin#2" },
+		"Address":        func(e *AuditEntry) { e.Address = "192.0.2.8" },
+		"Action":         func(e *AuditEntry) { e.Action = "repo.rm" },
+		"Object":         func(e *AuditEntry) { e.Object = "repo:acme/api" },
+		"Reason":         func(e *AuditEntry) { e.Reason = "" },
+		"Detail value":   func(e *AuditEntry) { e.Detail["forge"] = "gitea" },
+		"Detail key":     func(e *AuditEntry) { e.Detail["forgE"] = e.Detail["forge"]; delete(e.Detail, "forge") },
+		"Detail added":   func(e *AuditEntry) { e.Detail["x"] = "" },
+		"PrevHash":       func(e *AuditEntry) { e.PrevHash[31] ^= 1 },
+		"field boundary": func(e *AuditEntry) { e.Actor, e.Address = "token:admin#1192.0.2.7", "" },
+		"detail boundary": func(e *AuditEntry) {
+			e.Detail = map[string]string{"forgegithub": "", "clone_url": e.Detail["clone_url"]}
+		},
 	} {
 		e := sampleEntry()
 		change(e)
