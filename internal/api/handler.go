@@ -84,18 +84,26 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	route("POST /api/v1/locks", h.addLock)
 	route("GET /api/v1/locks", h.listLocks)
 	route("DELETE /api/v1/locks/{name}", h.deleteLock)
+	route("GET /api/v1/audit", h.listAudit)
+	route("GET /api/v1/audit/verify", h.verifyAudit)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }
 
 // adapt turns a handler that returns an error into an http.Handler: this
 // is the one place errors become statuses. With auth, it takes an API
-// token.
+// token, puts it in the request's context as its identity, and refuses a
+// reason (Gantry-Reason) that cannot be recorded before fn runs.
 func (h *Handler) adapt(fn func(w http.ResponseWriter, r *http.Request) error, auth bool) http.Handler {
 	if !auth {
 		return h.handle(func(w http.ResponseWriter, r *http.Request) error { return fn(w, r) })
 	}
-	return h.adaptKind(store.TokenAPI, func(w http.ResponseWriter, r *http.Request, _ *store.Token) error { return fn(w, r) })
+	return h.adaptKind(store.TokenAPI, func(w http.ResponseWriter, r *http.Request, tok *store.Token) error {
+		if err := checkReasonHeader(r); err != nil {
+			return err
+		}
+		return fn(w, r.WithContext(withIdentity(r.Context(), tok)))
+	})
 }
 
 // adaptKind is adapt for a handler that takes a token of one kind.
@@ -273,11 +281,18 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
 		return err
 	}
+	if err := h.audit(r, "repo.add", "repo:"+rp.Name, map[string]string{
+		"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusCreated, RepoOf(rp))
 }
 
 func (h *Handler) deleteRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.DeleteRepo(r.Context(), r.PathValue("repo")); err != nil {
+		return err
+	}
+	if err := h.audit(r, "repo.rm", "repo:"+r.PathValue("repo"), nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -314,6 +329,10 @@ func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
 		Author:  "api",
 	})
 	if err != nil {
+		return err
+	}
+	if err := h.audit(r, "build.trigger", fmt.Sprintf("build:%d", b.ID), map[string]string{
+		"repo": repo.Name, "number": strconv.FormatInt(b.Number, 10), "branch": in.Branch, "commit": in.Commit}); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, BuildOf(b))
@@ -369,6 +388,10 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.audit(r, "build.cancel", fmt.Sprintf("build:%d", id), map[string]string{
+		"repo": b.Repo, "number": strconv.FormatInt(b.Number, 10), "status": b.Status}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusOK, BuildOf(b))
 }
 
@@ -378,8 +401,13 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	failed := r.URL.Query().Get("failed")
-	b, err := h.Builds.Retry(r.Context(), id, failed == "1" || failed == "true")
+	failedOnly := failed == "1" || failed == "true"
+	b, err := h.Builds.Retry(r.Context(), id, failedOnly)
 	if err != nil {
+		return err
+	}
+	if err := h.audit(r, "build.retry", fmt.Sprintf("build:%d", id), map[string]string{
+		"repo": b.Repo, "new_build": strconv.FormatInt(b.ID, 10), "failed_only": strconv.FormatBool(failedOnly)}); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, BuildOf(b))
