@@ -44,6 +44,7 @@ func commands() []command {
 		{"agents", "list agents with their state and jobs", agentsCmd},
 		{"queue", "list waiting jobs and why they wait", queueCmd},
 		{"lock", "add, list or remove locks: resource pools jobs take turns on (lock add|list|rm)", lockCmd},
+		{"audit", "list who changed what, when and why; audit verify checks the log was not altered", auditCmd},
 		{"version", "print the version", versionCmd},
 	}
 }
