@@ -35,7 +35,8 @@ func TestAuditEndToEnd(t *testing.T) {
 				s = startServer(t, data)
 				exec = func(q string) {
 					t.Helper()
-					db, err := sql.Open("sqlite", filepath.Join(data, "gantry.db"))
+					// The server writes too (job heartbeats): wait for its lock.
+					db, err := sql.Open("sqlite", filepath.Join(data, "gantry.db")+"?_pragma=busy_timeout(10000)")
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -47,7 +47,7 @@ func databases(t *testing.T) []db {
 				return s
 			},
 			exec: func(t *testing.T, q string, args ...any) error {
-				c, err := sql.Open("sqlite", path)
+				c, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
 				if err != nil {
 					t.Fatal(err)
 				}
