@@ -239,9 +239,11 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 			}
 			return tc{"DELETE", "/api/v1/locks/db", nil, "root"}
 		},
-		"GET /api/v1/whoami": func(e *accessEnv) tc { return tc{"GET", "/api/v1/whoami", nil, "outsider"} },
-		"GET /api/v1/users":  func(e *accessEnv) tc { return tc{"GET", "/api/v1/users", nil, "root"} },
-		"POST /api/v1/users": func(e *accessEnv) tc { return tc{"POST", "/api/v1/users", api.NewUser{Name: "dave"}, "root"} },
+		"GET /api/v1/audit":        func(e *accessEnv) tc { return tc{"GET", "/api/v1/audit", nil, "root"} },
+		"GET /api/v1/audit/verify": func(e *accessEnv) tc { return tc{"GET", "/api/v1/audit/verify", nil, "root"} },
+		"GET /api/v1/whoami":       func(e *accessEnv) tc { return tc{"GET", "/api/v1/whoami", nil, "outsider"} },
+		"GET /api/v1/users":        func(e *accessEnv) tc { return tc{"GET", "/api/v1/users", nil, "root"} },
+		"POST /api/v1/users":       func(e *accessEnv) tc { return tc{"POST", "/api/v1/users", api.NewUser{Name: "dave"}, "root"} },
 		"DELETE /api/v1/users/{name}": func(e *accessEnv) tc {
 			return tc{"DELETE", "/api/v1/users/viewer", nil, "root"}
 		},

@@ -221,6 +221,9 @@ type Notifier interface {
 
 // Store is the server's state. Every method is safe for concurrent use.
 type Store interface {
+	// AuditLog is in audit.go.
+	AuditLog
+
 	// CreateRepo stores r and sets r.ID and r.CreatedAt. ErrConflict when
 	// the name is taken.
 	CreateRepo(ctx context.Context, r *Repo) error
