@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseLocksConcurrent", testLeaseLocksConcurrent},
 		{"CountBuilds", testCountBuilds},
 	}
+	tests = append(tests, secretTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
