@@ -1,6 +1,11 @@
-// Package secret keeps secret values out of build logs: it replaces every
-// occurrence of a secret, and of the forms a step is likely to print it in,
-// with "***". Masking happens before step output reaches any sink (the log
+// Package secret keeps secret values safe: encrypted at rest, handed only
+// to the jobs that name them, and out of build logs.
+//
+// A [Vault] stores repositories' secrets encrypted with AES-256-GCM under
+// the keys of a [Keyring] (from GANTRY_SECRET_KEY or a key file), and
+// rotates those keys. A [Masker] replaces every occurrence of a secret in
+// a job's output, and of the forms a step is likely to print it in, with
+// "***". Masking happens before step output reaches any sink (the log
 // store, a live log stream, a file): a step's output goes through a [Writer]
 // first, so nothing downstream ever holds the unmasked bytes.
 //
