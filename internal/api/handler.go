@@ -20,6 +20,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/plan"
 	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/spec"
 	"github.com/gantry-ci/gantry/internal/store"
 )
@@ -39,6 +40,9 @@ type Handler struct {
 	// LongPoll is how long an idle agent's request for work is held; 0
 	// means queue.LongPoll.
 	LongPoll time.Duration
+	// Secrets keeps the repositories' secrets; nil refuses the secret
+	// routes.
+	Secrets *secret.Vault
 
 	reqID atomic.Int64
 }
@@ -84,6 +88,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	route("POST /api/v1/locks", h.addLock)
 	route("GET /api/v1/locks", h.listLocks)
 	route("DELETE /api/v1/locks/{name}", h.deleteLock)
+	// Secrets, in secrets.go.
+	h.registerSecrets(mux)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }

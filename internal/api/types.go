@@ -30,25 +30,28 @@ type NewRepo struct {
 
 // Build is a build as the API shows it.
 type Build struct {
-	ID          int64      `json:"id"`
-	Number      int64      `json:"number"`
-	Repo        string     `json:"repo"`
-	Status      string     `json:"status"`
-	Reason      string     `json:"reason,omitempty"`
-	Event       string     `json:"event"`
-	Commit      string     `json:"commit"`
-	Branch      string     `json:"branch"`
-	Tag         string     `json:"tag,omitempty"`
-	BaseBranch  string     `json:"base_branch,omitempty"`
-	PullRequest int        `json:"pull_request,omitempty"`
-	Title       string     `json:"title,omitempty"`
-	Author      string     `json:"author"`
-	Message     string     `json:"message,omitempty"`
-	RetryOf     int64      `json:"retry_of,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	StartedAt   *time.Time `json:"started_at"`
-	FinishedAt  *time.Time `json:"finished_at"`
-	Jobs        []Job      `json:"jobs"`
+	ID          int64  `json:"id"`
+	Number      int64  `json:"number"`
+	Repo        string `json:"repo"`
+	Status      string `json:"status"`
+	Reason      string `json:"reason,omitempty"`
+	Event       string `json:"event"`
+	Commit      string `json:"commit"`
+	Branch      string `json:"branch"`
+	Tag         string `json:"tag,omitempty"`
+	BaseBranch  string `json:"base_branch,omitempty"`
+	PullRequest int    `json:"pull_request,omitempty"`
+	// FromFork marks a pull request from another repository: it gets no
+	// secrets.
+	FromFork   bool       `json:"from_fork,omitempty"`
+	Title      string     `json:"title,omitempty"`
+	Author     string     `json:"author"`
+	Message    string     `json:"message,omitempty"`
+	RetryOf    int64      `json:"retry_of,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Jobs       []Job      `json:"jobs"`
 }
 
 // Job is a job of a build.
@@ -124,7 +127,7 @@ func BuildOf(b *store.Build) Build {
 	out := Build{
 		ID: b.ID, Number: b.Number, Repo: b.Repo, Status: b.Status, Reason: b.Reason, Event: b.Event,
 		Commit: b.Commit, Branch: b.Branch, Tag: b.Tag, BaseBranch: b.BaseBranch, PullRequest: b.PullRequest,
-		Title: b.Title, Author: b.Author, Message: b.Message, RetryOf: b.RetryOf,
+		FromFork: b.FromFork, Title: b.Title, Author: b.Author, Message: b.Message, RetryOf: b.RetryOf,
 		CreatedAt: b.CreatedAt.UTC(), StartedAt: timePtr(b.StartedAt), FinishedAt: timePtr(b.FinishedAt),
 		Jobs: []Job{},
 	}
