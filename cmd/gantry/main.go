@@ -44,6 +44,7 @@ func commands() []command {
 		{"agents", "list agents with their state and jobs", agentsCmd},
 		{"queue", "list waiting jobs and why they wait", queueCmd},
 		{"lock", "add, list or remove locks: resource pools jobs take turns on (lock add|list|rm)", lockCmd},
+		{"secret", "set, list or remove a repository's secrets; rotate their key (secret set|list|rm|rotate-key)", secretCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

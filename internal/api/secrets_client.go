@@ -3,19 +3,29 @@ package api
 import (
 	"context"
 	"net/url"
+	"strings"
 )
+
+// repoPath is the secret route of repo, each part of its name escaped.
+func repoPath(repo string) string {
+	parts := strings.Split(repo, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return "/api/v1/secrets/" + strings.Join(parts, "/")
+}
 
 // Secrets lists a repository's secrets, without their values.
 func (c *Client) Secrets(ctx context.Context, repo string) ([]Secret, error) {
 	var out []Secret
-	return out, c.do(ctx, "GET", "/api/v1/secrets/"+repo, nil, &out)
+	return out, c.do(ctx, "GET", repoPath(repo), nil, &out)
 }
 
 // SetSecret sets a secret of a repository; the answer says whether it
 // was created (201) or replaced (200), and never holds the value.
 func (c *Client) SetSecret(ctx context.Context, repo string, s SetSecret) (*Secret, bool, error) {
 	var out Secret
-	status, err := c.Do(ctx, "PUT", "/api/v1/secrets/"+repo, s, &out)
+	status, err := c.Do(ctx, "PUT", repoPath(repo), s, &out)
 	return &out, status == 201, err
 }
 
@@ -25,7 +35,7 @@ func (c *Client) DeleteSecret(ctx context.Context, repo, name, env string) error
 	if env != "" {
 		q.Set("environment", env)
 	}
-	return c.do(ctx, "DELETE", "/api/v1/secrets/"+repo+"?"+q.Encode(), nil, nil)
+	return c.do(ctx, "DELETE", repoPath(repo)+"?"+q.Encode(), nil, nil)
 }
 
 // RotateSecretKey re-encrypts every secret under a new key (admin).
