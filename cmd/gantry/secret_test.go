@@ -39,6 +39,7 @@ const (
 // secretForms are what no answer, log or file may hold.
 func secretForms() []string {
 	forms := []string{secretValue, base64.StdEncoding.EncodeToString([]byte(secretValue)),
+		base64.StdEncoding.EncodeToString([]byte(secretValue + "\n"))[:28],
 		url.QueryEscape(secretValue), url.PathEscape(secretValue), "line-one-abc", "line-two-def"}
 	return forms
 }
@@ -134,6 +135,7 @@ jobs:
         run: |
           echo "plain: $DEPLOY_TOKEN"
           printf '%s' "$DEPLOY_TOKEN" | base64
+          echo "$DEPLOY_TOKEN" | base64
           printf '%s\n' "$DEPLOY_TOKEN" | sed -e 's/ /+/g' -e 's#/#%2F#g' -e 's/@/%40/g'
           printf 'split: %.10s' "$DEPLOY_TOKEN"; sleep 1; printf '%s\n' "${DEPLOY_TOKEN#??????????}"
           echo "$CERT" | sed 's/^/> /'
@@ -201,7 +203,7 @@ func TestServerSecretsEndToEnd(t *testing.T) {
 	// A build: the one job that names the secret gets it; it is masked in
 	// every form, split across writes and lines too.
 	out, errOut, code = cli("", "trigger", "acme/web", "--follow")
-	want := "[deploy] plain: ***\n[deploy] ***\n[deploy] ***\n[deploy] split: ***\n" +
+	want := "[deploy] plain: ***\n[deploy] ***\n[deploy] ***\n[deploy] ***\n[deploy] split: ***\n" +
 		"[deploy] > ***\n[deploy] > ***\n[deploy] > ***\n[deploy] > ***\n[other] other sees: none\n"
 	if code != 0 {
 		t.Fatalf("trigger --follow = %d\n%s\n%s", code, out, errOut)

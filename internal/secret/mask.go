@@ -13,8 +13,9 @@
 //
 //   - the value, trimmed of surrounding whitespace and newlines;
 //   - its standard and URL-safe base64 encodings, with and without padding,
-//     of both the trimmed and the untrimmed value (so `base64 < file`, which
-//     encodes the trailing newline, is masked too);
+//     of the trimmed value, of the untrimmed value (so `base64 < file`,
+//     which encodes the file's trailing newline, is masked too), and of the
+//     trimmed value with a newline (what `echo "$SECRET" | base64` encodes);
 //   - its URL query-escaped and path-escaped forms;
 //   - for a value of several lines (a private key, a JSON credentials file),
 //     each line on its own, trimmed, so a value printed line by line or with
@@ -164,6 +165,7 @@ func NewMasker(values []string) *Masker {
 			base64.RawURLEncoding,
 		} {
 			add(enc.EncodeToString([]byte(t)))
+			add(enc.EncodeToString([]byte(t + "\n")))
 			if v != t {
 				add(enc.EncodeToString([]byte(v)))
 			}
