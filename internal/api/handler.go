@@ -88,8 +88,11 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	route("POST /api/v1/locks", h.addLock)
 	route("GET /api/v1/locks", h.listLocks)
 	route("DELETE /api/v1/locks/{name}", h.deleteLock)
-	// Secrets, in secrets.go.
-	h.registerSecrets(mux)
+	route("GET /api/v1/secrets/{repo...}", h.listSecrets)
+	route("PUT /api/v1/secrets/{repo...}", h.setSecret)
+	route("DELETE /api/v1/secrets/{repo...}", h.deleteSecret)
+	// Admin tokens only: the handler checks the token it is given.
+	mux.Handle("POST /api/v1/secret-keys/rotate", h.adaptKind(store.TokenAPI, h.rotateSecretKey))
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
-// The secret routes. A repo name may have several parts (GitLab
-// subgroups), so it is the pattern's last wildcard and the secret's name
-// travels in the body or the query. No answer ever holds a value: the
-// types below have no field for one.
+// The secret routes, mounted by Register. A repo name may have several
+// parts (GitLab subgroups), so it is the pattern's last wildcard and the
+// secret's name travels in the body or the query. No answer ever holds a
+// value: the types below have no field for one.
 //
 //	GET    /api/v1/secrets/{repo...}                          list, without values
 //	PUT    /api/v1/secrets/{repo...}                          set {name, environment, value}
@@ -62,16 +62,6 @@ type KeyRotation struct {
 func SecretOf(s *store.Secret) Secret {
 	return Secret{Repo: s.Repo, Name: s.Name, Environment: s.Environment, KeyID: s.KeyID,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC()}
-}
-
-func (h *Handler) registerSecrets(mux *http.ServeMux) {
-	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, h.adapt(fn, true))
-	}
-	route("GET /api/v1/secrets/{repo...}", h.listSecrets)
-	route("PUT /api/v1/secrets/{repo...}", h.setSecret)
-	route("DELETE /api/v1/secrets/{repo...}", h.deleteSecret)
-	mux.Handle("POST /api/v1/secret-keys/rotate", h.adaptKind(store.TokenAPI, h.rotateSecretKey))
 }
 
 var errNoVault = errors.New("this server keeps no secrets (no secret key configured)")
