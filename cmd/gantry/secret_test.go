@@ -28,6 +28,7 @@ import (
 
 	"github.com/gantry-ci/gantry/internal/api"
 	"github.com/gantry-ci/gantry/internal/secret"
+	"github.com/gantry-ci/gantry/internal/store/postgres/pgtest"
 )
 
 // The secret the tests set: it changes under base64 and URL encoding.
@@ -603,5 +604,56 @@ func TestRemoteAgentGetsSecrets(t *testing.T) {
 	want := fmt.Sprintf("[show] %s\n[show] %s\n[show] a is ***\n", sha(secretValue), sha("b-value"))
 	if got := s.runShow(t); got != want {
 		t.Errorf("remote agent's job printed\n%s\nwant\n%s", got, want)
+	}
+}
+
+// Several servers over one PostgreSQL database share GANTRY_SECRET_KEY;
+// rotating it: a new key first in the variable, rotate-key, then the old
+// key out.
+func TestServerSecretsPostgresEnvKeyRotation(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	repoDir, _ := makeRepo(t, map[string]string{".gantry.yml": hashPipeline})
+	oldKey, newKey := base64.StdEncoding.EncodeToString(secret.NewKey()), base64.StdEncoding.EncodeToString(secret.NewKey())
+	s := startServerEnv(t, t.TempDir(), []string{"GANTRY_SECRET_KEY=" + oldKey}, "--database", db)
+	if _, errOut, code := s.cli("repo", "add", "acme/web", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	values := map[string]string{"A": "a-value-on-postgres", "B": secretValue}
+	for name, v := range values {
+		if _, errOut, code := s.cliIn(s.url, v, "secret", "set", "acme/web", name); code != 0 {
+			t.Fatal(errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.data, "secret.key")); !os.IsNotExist(err) {
+		t.Errorf("with GANTRY_SECRET_KEY set the server made a key file: %v", err)
+	}
+	want := fmt.Sprintf("[show] %s\n[show] %s\n", sha(values["A"]), sha(values["B"]))
+	if got := s.runShow(t); got != want {
+		t.Fatalf("the job printed\n%s\nwant\n%s", got, want)
+	}
+	// One key in the variable: the server cannot make a new one itself.
+	if _, errOut, code := s.cli("secret", "rotate-key"); code != exitFailed || !strings.Contains(errOut, "GANTRY_SECRET_KEY=NEW,OLD") {
+		t.Errorf("rotate-key with one environment key = %d %q, want 1 and what to do", code, errOut)
+	}
+	s.stop(syscall.SIGTERM)
+
+	// A second server with NEW,OLD moves every secret to NEW.
+	s2 := startServerEnv(t, t.TempDir(), []string{"GANTRY_SECRET_KEY=" + newKey + "," + oldKey}, "--database", db)
+	out, errOut, code := s2.cli("secret", "rotate-key")
+	oldID, newID := secret.KeyID(mustDecode(t, oldKey)), secret.KeyID(mustDecode(t, newKey))
+	wantOut := fmt.Sprintf("secrets are encrypted under key %s: 2 re-encrypted\nkey %s is no longer needed: remove it from GANTRY_SECRET_KEY\n", newID, oldID)
+	if code != 0 || out != wantOut {
+		t.Errorf("rotate-key = %d %q %s, want %q", code, out, errOut, wantOut)
+	}
+	s2.stop(syscall.SIGTERM)
+
+	// A third with NEW alone runs them.
+	s3 := startServerEnv(t, t.TempDir(), []string{"GANTRY_SECRET_KEY=" + newKey}, "--database", db)
+	if strings.Contains(s3.stderr.String(), "secrets are encrypted under keys this server does not have") {
+		t.Errorf("the server with only the new key warns of unreadable secrets:\n%s", s3.stderr)
+	}
+	if got := s3.runShow(t); got != want {
+		t.Errorf("after rotation the job printed\n%s\nwant\n%s", got, want)
 	}
 }
