@@ -30,28 +30,26 @@ type NewRepo struct {
 
 // Build is a build as the API shows it.
 type Build struct {
-	ID          int64  `json:"id"`
-	Number      int64  `json:"number"`
-	Repo        string `json:"repo"`
-	Status      string `json:"status"`
-	Reason      string `json:"reason,omitempty"`
-	Event       string `json:"event"`
-	Commit      string `json:"commit"`
-	Branch      string `json:"branch"`
-	Tag         string `json:"tag,omitempty"`
-	BaseBranch  string `json:"base_branch,omitempty"`
-	PullRequest int    `json:"pull_request,omitempty"`
-	// FromFork marks a pull request from another repository: it gets no
-	// secrets.
-	FromFork   bool       `json:"from_fork,omitempty"`
-	Title      string     `json:"title,omitempty"`
-	Author     string     `json:"author"`
-	Message    string     `json:"message,omitempty"`
-	RetryOf    int64      `json:"retry_of,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	StartedAt  *time.Time `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
-	Jobs       []Job      `json:"jobs"`
+	ID          int64      `json:"id"`
+	Number      int64      `json:"number"`
+	Repo        string     `json:"repo"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason,omitempty"`
+	Event       string     `json:"event"`
+	Commit      string     `json:"commit"`
+	Branch      string     `json:"branch"`
+	Tag         string     `json:"tag,omitempty"`
+	BaseBranch  string     `json:"base_branch,omitempty"`
+	PullRequest int        `json:"pull_request,omitempty"`
+	FromFork    bool       `json:"from_fork,omitempty"` // a pull request from another repository: it gets no secrets
+	Title       string     `json:"title,omitempty"`
+	Author      string     `json:"author"`
+	Message     string     `json:"message,omitempty"`
+	RetryOf     int64      `json:"retry_of,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	Jobs        []Job      `json:"jobs"`
 }
 
 // Job is a job of a build.
