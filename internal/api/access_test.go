@@ -23,6 +23,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/store"
 	"github.com/gantry-ci/gantry/internal/store/sqlite"
 )
@@ -72,7 +73,11 @@ func newAccessEnv(t *testing.T, origin string) *accessEnv {
 	t.Cleanup(func() { st.Close() })
 	mirrors := git.NewMirrors(t.TempDir())
 	builds := build.New(st, mirrors, nil, nil)
-	h := &api.Handler{Store: st, Builds: builds, Mirrors: mirrors, Broker: &logstream.Broker{},
+	keys, _, err := secret.OpenKeyFile(filepath.Join(t.TempDir(), "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &api.Handler{Store: st, Builds: builds, Mirrors: mirrors, Broker: &logstream.Broker{}, Secrets: secret.NewVault(st, keys),
 		Queue: queue.New(st, builds, nil, queue.Options{}), LongPoll: 100 * time.Millisecond}
 	mux := http.NewServeMux()
 	h.Register(mux)
@@ -241,9 +246,24 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 		},
 		"GET /api/v1/audit":        func(e *accessEnv) tc { return tc{"GET", "/api/v1/audit", nil, "root"} },
 		"GET /api/v1/audit/verify": func(e *accessEnv) tc { return tc{"GET", "/api/v1/audit/verify", nil, "root"} },
-		"GET /api/v1/whoami":       func(e *accessEnv) tc { return tc{"GET", "/api/v1/whoami", nil, "outsider"} },
-		"GET /api/v1/users":        func(e *accessEnv) tc { return tc{"GET", "/api/v1/users", nil, "root"} },
-		"POST /api/v1/users":       func(e *accessEnv) tc { return tc{"POST", "/api/v1/users", api.NewUser{Name: "dave"}, "root"} },
+		"GET /api/v1/secrets/{repo...}": func(e *accessEnv) tc {
+			return tc{"GET", "/api/v1/secrets/acme/web", nil, "maintainer"}
+		},
+		"PUT /api/v1/secrets/{repo...}": func(e *accessEnv) tc {
+			return tc{"PUT", "/api/v1/secrets/acme/web", api.SetSecret{Name: "TOKEN", Value: "s3cr3t"}, "maintainer"}
+		},
+		"DELETE /api/v1/secrets/{repo...}": func(e *accessEnv) tc {
+			if _, _, err := e.h.Secrets.Set(context.Background(), "acme/web", "TOKEN", "", "s3cr3t"); err != nil {
+				panic(err)
+			}
+			return tc{"DELETE", "/api/v1/secrets/acme/web?name=TOKEN", nil, "maintainer"}
+		},
+		"POST /api/v1/secret-keys/rotate": func(e *accessEnv) tc {
+			return tc{"POST", "/api/v1/secret-keys/rotate", nil, "root"}
+		},
+		"GET /api/v1/whoami": func(e *accessEnv) tc { return tc{"GET", "/api/v1/whoami", nil, "outsider"} },
+		"GET /api/v1/users":  func(e *accessEnv) tc { return tc{"GET", "/api/v1/users", nil, "root"} },
+		"POST /api/v1/users": func(e *accessEnv) tc { return tc{"POST", "/api/v1/users", api.NewUser{Name: "dave"}, "root"} },
 		"DELETE /api/v1/users/{name}": func(e *accessEnv) tc {
 			return tc{"DELETE", "/api/v1/users/viewer", nil, "root"}
 		},

@@ -29,8 +29,9 @@ import (
 
 // AgentProtocol is the version of the agent protocol; an agent sends it
 // in the Gantry-Agent-Protocol header and a server that speaks another
-// refuses it with a message that says so.
-const AgentProtocol = "1"
+// refuses it with a message that says so. Version 2 added the job's
+// secrets to a lease, which an agent of version 1 would drop.
+const AgentProtocol = "2"
 
 const protocolHeader = "Gantry-Agent-Protocol"
 

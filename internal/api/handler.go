@@ -21,6 +21,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/plan"
 	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/spec"
 	"github.com/gantry-ci/gantry/internal/store"
 )
@@ -40,6 +41,9 @@ type Handler struct {
 	// LongPoll is how long an idle agent's request for work is held; 0
 	// means queue.LongPoll.
 	LongPoll time.Duration
+	// Secrets keeps the repositories' secrets; nil refuses the secret
+	// routes.
+	Secrets *secret.Vault
 
 	reqID  atomic.Int64
 	routes []Route
@@ -91,6 +95,11 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.route(mux, "DELETE /api/v1/locks/{name}", adminOnly, h.deleteLock)
 	h.route(mux, "GET /api/v1/audit", adminOnly, h.listAudit)
 	h.route(mux, "GET /api/v1/audit/verify", adminOnly, h.verifyAudit)
+	maintainer := func(s scope) rule { return rule{store.RoleMaintainer, s} }
+	h.route(mux, "GET /api/v1/secrets/{repo...}", maintainer(repoPath), h.listSecrets)
+	h.route(mux, "PUT /api/v1/secrets/{repo...}", maintainer(repoPath), h.setSecret)
+	h.route(mux, "DELETE /api/v1/secrets/{repo...}", maintainer(repoPath), h.deleteSecret)
+	h.route(mux, "POST /api/v1/secret-keys/rotate", adminOnly, h.rotateSecretKey)
 	h.registerUsers(mux)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)

@@ -38,6 +38,9 @@ type Assignment struct {
 	Needs    map[string]string `json:"needs"`
 	// LeaseTTL is how long the lease lasts without a heartbeat.
 	LeaseTTL time.Duration `json:"lease_ttl"`
+	// Secrets are the values of the secrets the job names, by name,
+	// decrypted for this lease alone: never stored, logged or shown.
+	Secrets map[string]string `json:"secrets,omitempty"`
 }
 
 // Options configure a Dispatcher.
@@ -49,6 +52,10 @@ type Options struct {
 	Retries int
 	// Logged, if set, is called after a job's log output was stored.
 	Logged func(buildID, jobID int64)
+	// Secrets, if set, returns the values of the unscoped secrets of repo
+	// a job names, or an error that says which are missing or unreadable:
+	// the job then fails with it. Unset, a job that names secrets fails.
+	Secrets func(ctx context.Context, repo string, names []string) (map[string]string, error)
 }
 
 // Dispatcher leases jobs to agents.
@@ -205,9 +212,10 @@ func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment,
 		b, j, err := d.store.Lease(context.WithoutCancel(ctx), agent, labels, d.opts.LeaseTTL)
 		switch {
 		case err == nil:
-			a, err := d.assignment(b, j)
+			a, err := d.assignment(context.WithoutCancel(ctx), b, j)
 			if err != nil {
-				// A build whose stored pipeline no longer parses cannot run.
+				// A build whose stored pipeline no longer parses cannot
+				// run, nor a job whose secrets are not set.
 				d.builds.Fail(context.WithoutCancel(ctx), b.ID, j.ID, 0, err.Error())
 				continue
 			}
@@ -223,21 +231,25 @@ func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment,
 	}
 }
 
-func (d *Dispatcher) assignment(b *store.Build, j *store.Job) (*Assignment, error) {
+func (d *Dispatcher) assignment(ctx context.Context, b *store.Build, j *store.Job) (*Assignment, error) {
 	pl, err := build.Plan(b)
 	if err != nil {
 		return nil, err
 	}
 	repo := b.Repo
 	cloneURL := ""
-	if r, err := d.store.Repo(context.Background(), repo); err == nil {
+	if r, err := d.store.Repo(ctx, repo); err == nil {
 		cloneURL = r.CloneURL
 	}
-	return &Assignment{
+	a := &Assignment{
 		BuildID: b.ID, JobID: j.ID, Token: j.LeaseToken, Job: j.Name, Repo: repo, CloneURL: cloneURL,
 		Commit: b.Commit, Pipeline: b.Pipeline, Trigger: pl.Trigger, Needs: build.Needs(b, pl, j.Name),
 		LeaseTTL: d.opts.LeaseTTL,
-	}, nil
+	}
+	if err := d.addSecrets(ctx, b, j, pl, a); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // Heartbeat keeps a lease alive; store.ErrStaleLease means the agent must

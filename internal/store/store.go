@@ -89,7 +89,11 @@ type Build struct {
 	// Pipeline is the pipeline file the build runs, as read from its commit.
 	Pipeline []byte
 	// RetryOf is the build this one retries, or 0.
-	RetryOf    int64
+	RetryOf int64
+	// FromFork marks a build of a pull request whose head lives in
+	// another repository: it never receives secrets. Written only by
+	// CreateBuild.
+	FromFork   bool
 	CreatedAt  time.Time
 	StartedAt  time.Time // zero until a job starts
 	FinishedAt time.Time // zero until the build is finished
@@ -320,6 +324,27 @@ type Store interface {
 	CountBuilds(ctx context.Context) (map[string]int, error)
 
 	Access
+	// Secrets, encrypted by the caller (package secret); see Secret.
+	//
+	// SetSecret stores s.Ciphertext under s.KeyID as the secret of repo
+	// s.Repo named s.Name in s.Environment, replacing the value of one that
+	// exists (whose ID and CreatedAt are kept); created says which. It sets
+	// s.ID, s.RepoID, s.CreatedAt and s.UpdatedAt. ErrNotFound when there
+	// is no such repo.
+	SetSecret(ctx context.Context, s *Secret) (created bool, err error)
+	// Secrets returns the secrets of a repo, by name then environment;
+	// ErrNotFound when there is no such repo.
+	Secrets(ctx context.Context, repo string) ([]*Secret, error)
+	// AllSecrets returns the secrets of every repo, by ID.
+	AllSecrets(ctx context.Context) ([]*Secret, error)
+	// DeleteSecret removes one secret; ErrNotFound when there is none.
+	DeleteSecret(ctx context.Context, repo, name, environment string) error
+	// RekeySecret replaces the ciphertext of old (by ID) with ciphertext
+	// under keyID, if the row still holds old.KeyID and old.Ciphertext; it
+	// does not change UpdatedAt. ErrConflict when the value was set since
+	// old was read, ErrNotFound when the secret is gone: then nothing is
+	// written.
+	RekeySecret(ctx context.Context, old *Secret, keyID string, ciphertext []byte) error
 
 	// Close releases the store's resources.
 	Close() error

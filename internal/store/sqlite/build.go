@@ -44,11 +44,11 @@ func (s *Store) CreateBuild(ctx context.Context, b *store.Build) error {
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRowContext(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at,
+		err = tx.QueryRowContext(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, from_fork,
 				status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
 				pipeline, retry_of, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			append([]any{b.RepoID, number, nullString(b.DeliveryID), nanos(created)}, buildRow(b)...)...).Scan(&id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			append([]any{b.RepoID, number, nullString(b.DeliveryID), nanos(created), b.FromFork}, buildRow(b)...)...).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -88,7 +88,8 @@ func (s *Store) CreateBuild(ctx context.Context, b *store.Build) error {
 
 // buildRow is the build's columns that Update writes back, in the order of
 // buildSet. ID, RepoID, Repo, Number, DeliveryID and CreatedAt name the
-// build and are written only by CreateBuild.
+// build, and FromFork is part of what it is: they are written only by
+// CreateBuild.
 func buildRow(b *store.Build) []any {
 	var pipeline any
 	if b.Pipeline != nil {
@@ -146,7 +147,7 @@ func labelsJSON(labels []string) string {
 // column or NULL.
 const buildColumns = `b.id, b.repo_id, r.name, b.number, b.status, b.reason, b.event, b.branch, b.tag, b.commit_sha,
 	b.base_branch, b.pull_request, b.title, b.author, b.message, coalesce(b.delivery_id, ''), %s, b.retry_of,
-	b.created_at, b.started_at, b.finished_at`
+	b.created_at, b.started_at, b.finished_at, b.from_fork`
 
 func buildSelect(withPipeline bool) string {
 	p := "NULL"
@@ -160,7 +161,7 @@ func scanBuild(sc interface{ Scan(...any) error }) (*store.Build, error) {
 	b := &store.Build{}
 	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
 		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt))
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork)
 	return b, err
 }
 
