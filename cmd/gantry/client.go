@@ -21,7 +21,7 @@ import (
 
 // clientFlags are the flags every command that talks to a server takes.
 type clientFlags struct {
-	server, token, output *string
+	server, token, output, reason *string
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
@@ -33,6 +33,7 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 		server: fs.String("server", def, "server `URL` (env GANTRY_SERVER)"),
 		token:  fs.String("token", "", "API `token` (env GANTRY_TOKEN)"),
 		output: fs.String("output", "text", "output `format`: text or json"),
+		reason: fs.String("reason", "", "why you do this, in one line of `text`: the audit log records it with each change (sent as the Gantry-Reason header)"),
 	}
 }
 
@@ -49,7 +50,11 @@ func (c clientFlags) client(stderr io.Writer) (*api.Client, bool) {
 		fmt.Fprintln(stderr, "no API token: set GANTRY_TOKEN or pass --token")
 		return nil, false
 	}
-	return &api.Client{Server: *c.server, Token: token}, true
+	if err := api.CheckReason(*c.reason); err != nil {
+		fmt.Fprintf(stderr, "--reason: %v\n", err)
+		return nil, false
+	}
+	return &api.Client{Server: *c.server, Token: token, Reason: *c.reason}, true
 }
 
 func (c clientFlags) json() bool { return *c.output == "json" }

@@ -214,7 +214,7 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	}
 
 	// Promote: production gets the very bytes tested on staging.
-	stdout, errOut, code := s.cli("promote", "acme/app", "--from", "staging", "--to", "production", "--wait")
+	stdout, errOut, code := s.cli("promote", "acme/app", "--from", "staging", "--to", "production", "--wait", "--reason", "CHG-7: weekly release")
 	if code != 0 || !strings.Contains(stdout, v1+" to production, succeeded") {
 		t.Fatalf("promote --wait = %d: %s%s\nserver log:\n%s", code, stdout, errOut, s.stderr)
 	}
@@ -261,6 +261,20 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	st = envsOf(t, s, "acme/app")["staging"]
 	if st.Current == nil || st.Current.Release != v1 || st.Current.Kind != "rollback" || st.Current.RequestedBy != "admin" {
 		t.Errorf("staging after rollback = %+v, want %s by admin's rollback", st.Current, v1)
+	}
+	// The audit log has both requests, with who asked and why.
+	var acts []string
+	for _, a := range cliJSON[[]api.AuditEntry](t, s, "audit") {
+		if strings.HasPrefix(a.Action, "deployment.") {
+			acts = append(acts, fmt.Sprintf("%s %s %s %s %s %q", a.Actor, a.Action, a.Detail["environment"], a.Detail["release"], a.Detail["repo"], a.Reason))
+		}
+	}
+	if want := []string{fmt.Sprintf("admin deployment.rollback staging %s acme/app %q", v1, ""),
+		fmt.Sprintf("admin deployment.promote production %s acme/app %q", v1, "CHG-7: weekly release")}; !slices.Equal(acts, want) {
+		t.Errorf("audit log of deployments = %q, want %q", acts, want)
+	}
+	if out, errOut, code := s.cli("audit", "verify"); code != 0 {
+		t.Errorf("audit verify = %d: %s%s", code, out, errOut)
 	}
 	// Nothing further back to go to: refused, and nothing changes.
 	if _, errOut, code := s.cli("rollback", "acme/app", "staging"); code != 1 || !strings.Contains(errOut, "no other release to go back to") {

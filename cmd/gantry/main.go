@@ -58,6 +58,8 @@ func commands() []command {
 		{"group", "add users to groups, remove them, list groups (group add|rm|list)", groupCmd},
 		{"role", "grant or revoke roles on repos, list them (role grant|revoke|list)", roleCmd},
 		{"whoami", "print who your token acts for and your roles", whoamiCmd},
+		{"audit", "list who changed what, when and why; audit verify checks the log was not altered", auditCmd},
+		{"secret", "set, list or remove a repository's secrets; rotate their key (secret set|list|rm|rotate-key)", secretCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

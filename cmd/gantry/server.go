@@ -30,7 +30,16 @@ After a crash (kill -9), the next start ends the jobs that were running as
 error "server restarted"; queued builds still run.
 
 Pull requests from forks are recorded as skipped unless --build-forks is
-given: the built-in agent runs steps on this host as this user.
+given: the built-in agent runs steps on this host as this user. Built, they
+receive no secrets.
+
+Secrets are encrypted with the keys of GANTRY_SECRET_KEY (base64 of 32 random
+bytes, several comma-separated, newest first: openssl rand -base64 32) or,
+when it is not set, of the key file DATA/secret.key, created with mode 0600 on
+first start. The server refuses to start when that file may be read by other
+users. Back the key up apart from the database: without it the secrets
+cannot be read. Several servers over one database need the same
+GANTRY_SECRET_KEY. See docs/secrets.md.
 
 Artifacts live under --data/artifacts, one file per SHA-256. Those no
 release refers to are removed after --artifact-retention; a release's are
@@ -85,7 +94,8 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
 		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, Retries: *retries, BuildForks: *buildForks,
-		Log: log, Out: stdout, Version: version(), ArtifactRetention: keep,
+		Log: log, Out: stdout, Version: version(), SecretKey: os.Getenv("GANTRY_SECRET_KEY"),
+		ArtifactRetention: keep,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry server: %v\n", err)

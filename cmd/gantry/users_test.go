@@ -95,6 +95,14 @@ func TestUsersRolesAndTokens(t *testing.T) {
 	if _, errOut, code := s.cli("user", "rm", "admin"); code != 1 || !strings.Contains(errOut, "last admin") {
 		t.Errorf("removing the last admin = %d %q, want refused", code, errOut)
 	}
+	// Each of those acts is in the audit log, under the name of who did it.
+	out = admin("audit", "--output", "json", "--limit", "1000")
+	for _, want := range []string{`"actor": "admin"`, `"action": "user.add"`, `"object": "user:alice"`, `"action": "role.grant"`,
+		`"action": "group.add"`, `"actor": "alice"`, `"action": "token.revoke"`, `"action": "user.rm"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit has no %s:\n%s", want, out)
+		}
+	}
 	out = admin("role", "list", "acme/web")
 	if !strings.Contains(out, "user bob") || strings.Contains(out, "alice") {
 		t.Errorf("role list = %q", out)

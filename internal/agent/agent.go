@@ -283,8 +283,10 @@ func (a *Agent) execute(ctx context.Context, slot int, as *queue.Assignment, los
 		}
 	}
 	defer m.Clean(context.WithoutCancel(ctx), ws)
+	// The engine gives the job the secrets the server leased it with, and
+	// masks them in its output before it is sent anywhere.
 	eng := engine.New(a.backend, engine.Options{Workspace: ws, Shell: a.opts.Shell, RunID: fmt.Sprintf("job-%d-", as.JobID),
-		Env: []string{markerVar + "=" + a.opts.WorkDir}})
+		Env: []string{markerVar + "=" + a.opts.WorkDir}, Secrets: as.Secrets})
 
 	b := newBatcher(a.opts.FlushInterval, a.opts.FlushBytes, func(evs []engine.Event) {
 		lost(a.server.Report(context.WithoutCancel(ctx), as, evs))

@@ -66,6 +66,9 @@ func (h *Handler) Routes() []Route { return h.routes }
 func (h *Handler) route(mux *http.ServeMux, pattern string, rl rule, fn func(w http.ResponseWriter, r *http.Request) error) {
 	h.routes = append(h.routes, Route{Pattern: pattern, Role: rl.role, Scope: scopeNames[rl.scope]})
 	mux.Handle(pattern, h.adaptKind(store.TokenAPI, func(w http.ResponseWriter, r *http.Request, tok *store.Token) error {
+		if err := checkReasonHeader(r); err != nil {
+			return err
+		}
 		id, err := h.identify(r.Context(), tok)
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/store"
 	"github.com/gantry-ci/gantry/internal/store/sqlite"
 )
@@ -74,11 +75,15 @@ func newAccessEnv(t *testing.T, origin string) *accessEnv {
 	t.Cleanup(func() { st.Close() })
 	mirrors := git.NewMirrors(t.TempDir())
 	builds := build.New(st, mirrors, nil, nil)
+	keys, _, err := secret.OpenKeyFile(filepath.Join(t.TempDir(), "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	arts, err := artifact.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &api.Handler{Store: st, Builds: builds, Mirrors: mirrors, Broker: &logstream.Broker{},
+	h := &api.Handler{Store: st, Builds: builds, Mirrors: mirrors, Broker: &logstream.Broker{}, Secrets: secret.NewVault(st, keys),
 		Queue: queue.New(st, builds, nil, queue.Options{Artifacts: arts}), LongPoll: 100 * time.Millisecond,
 		Delivery: delivery.New(st, mirrors, nil, nil), Artifacts: arts}
 	mux := http.NewServeMux()
@@ -247,6 +252,23 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 				panic(err)
 			}
 			return tc{"DELETE", "/api/v1/locks/db", nil, "root"}
+		},
+		"GET /api/v1/audit":        func(e *accessEnv) tc { return tc{"GET", "/api/v1/audit", nil, "root"} },
+		"GET /api/v1/audit/verify": func(e *accessEnv) tc { return tc{"GET", "/api/v1/audit/verify", nil, "root"} },
+		"GET /api/v1/secrets/{repo...}": func(e *accessEnv) tc {
+			return tc{"GET", "/api/v1/secrets/acme/web", nil, "maintainer"}
+		},
+		"PUT /api/v1/secrets/{repo...}": func(e *accessEnv) tc {
+			return tc{"PUT", "/api/v1/secrets/acme/web", api.SetSecret{Name: "TOKEN", Value: "s3cr3t"}, "maintainer"}
+		},
+		"DELETE /api/v1/secrets/{repo...}": func(e *accessEnv) tc {
+			if _, _, err := e.h.Secrets.Set(context.Background(), "acme/web", "TOKEN", "", "s3cr3t"); err != nil {
+				panic(err)
+			}
+			return tc{"DELETE", "/api/v1/secrets/acme/web?name=TOKEN", nil, "maintainer"}
+		},
+		"POST /api/v1/secret-keys/rotate": func(e *accessEnv) tc {
+			return tc{"POST", "/api/v1/secret-keys/rotate", nil, "root"}
 		},
 		"GET /api/v1/whoami": func(e *accessEnv) tc { return tc{"GET", "/api/v1/whoami", nil, "outsider"} },
 		"GET /api/v1/users":  func(e *accessEnv) tc { return tc{"GET", "/api/v1/users", nil, "root"} },

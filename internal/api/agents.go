@@ -29,8 +29,11 @@ import (
 
 // AgentProtocol is the version of the agent protocol; an agent sends it
 // in the Gantry-Agent-Protocol header and a server that speaks another
-// refuses it with a message that says so.
-const AgentProtocol = "1"
+// refuses it with a message that says so. Version 2 added the job's
+// secrets to a lease, which an agent of version 1 would drop. Version 3
+// added artifacts: an agent of version 2 would neither upload a job's nor
+// place and check a release's before a deployment's first step.
+const AgentProtocol = "3"
 
 const protocolHeader = "Gantry-Agent-Protocol"
 
@@ -285,6 +288,10 @@ func (h *Handler) createAgentToken(w http.ResponseWriter, r *http.Request) error
 	if err := h.Store.CreateToken(r.Context(), t); err != nil {
 		return err
 	}
+	if err := h.audit(r, "token.create", fmt.Sprintf("token:%d", t.ID), map[string]string{
+		"kind": t.Kind, "name": t.Name, "labels": strings.Join(t.Labels, " ")}); err != nil {
+		return err
+	}
 	at := agentToken(t)
 	at.Token = secret
 	return WriteJSON(w, http.StatusCreated, at)
@@ -328,6 +335,9 @@ func (h *Handler) revokeAgentToken(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	// Its agents' next call is refused; their jobs go elsewhere now.
+	if err := h.audit(r, "token.revoke", fmt.Sprintf("token:%d", t.ID), map[string]string{"kind": t.Kind, "name": t.Name}); err != nil {
+		return err
+	}
 	if err := h.Queue.Withdraw(context.WithoutCancel(r.Context()), t.ID, fmt.Sprintf("agent token %q was revoked", t.Name)); err != nil {
 		return err
 	}
@@ -432,6 +442,9 @@ func (h *Handler) addLock(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.CreateLock(r.Context(), l); err != nil {
 		return err
 	}
+	if err := h.audit(r, "lock.add", "lock:"+l.Name, map[string]string{"capacity": strconv.Itoa(l.Capacity)}); err != nil {
+		return err
+	}
 	h.Queue.Notify() // jobs may have waited for it to exist
 	return WriteJSON(w, http.StatusCreated, Lock{Name: l.Name, Capacity: l.Capacity, CreatedAt: l.CreatedAt, Holders: []RunningJob{}})
 }
@@ -460,6 +473,9 @@ func (h *Handler) listLocks(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) deleteLock(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.DeleteLock(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	if err := h.audit(r, "lock.rm", "lock:"+r.PathValue("name"), nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

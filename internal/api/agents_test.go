@@ -105,7 +105,7 @@ func TestAgentCallsNeedAnAgentToken(t *testing.T) {
 	}
 	// An agent of another protocol version is told so.
 	_, err := e.client(e.a, false).Do(ctx, "POST", "/api/v1/agent/lease", req, nil)
-	if status(err) != 400 || !strings.Contains(err.Error(), "this server speaks version 1") {
+	if status(err) != 400 || !strings.Contains(err.Error(), "this server speaks version "+api.AgentProtocol) {
 		t.Errorf("lease without the protocol header = %v, want 400 naming the version", err)
 	}
 	// A token that allows [linux gpu] cannot claim docker.

@@ -23,6 +23,9 @@ type Client struct {
 	// Agent marks the client as an agent: it sends the agent protocol
 	// version with every request.
 	Agent bool
+	// Reason, when set, is sent with every request as the Gantry-Reason
+	// header: the audit log records it with each act.
+	Reason string
 }
 
 // StatusError is an error answer from the server.
@@ -61,6 +64,9 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	if c.Agent {
 		req.Header.Set(protocolHeader, AgentProtocol)
+	}
+	if c.Reason != "" {
+		req.Header.Set(ReasonHeader, c.Reason)
 	}
 	return req, nil
 }

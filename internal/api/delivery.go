@@ -260,9 +260,17 @@ func validVersion(v string, required bool) error {
 	return nil
 }
 
-// answerDeployment answers a request for a deployment with the deployment
-// as it is now, and why it waits if it does.
-func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, d *store.Deployment) error {
+// answerDeployment records the request for a deployment in the audit log
+// (deployment.deploy, .promote or .rollback), then answers with the
+// deployment as it is now, and why it waits if it does.
+func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, r *http.Request, d *store.Deployment) error {
+	detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
+	if d.BuildID != 0 {
+		detail["build"] = strconv.FormatInt(d.BuildID, 10)
+	}
+	if err := h.audit(r, "deployment."+d.Kind, "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
+		return err
+	}
 	waiting := ""
 	if d.State == store.DeployPending {
 		if envs, err := h.Delivery.Environments(ctx, d.Repo); err == nil {
@@ -292,7 +300,7 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, d)
+	return h.answerDeployment(r.Context(), w, r, d)
 }
 
 func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
@@ -313,7 +321,7 @@ func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, d)
+	return h.answerDeployment(r.Context(), w, r, d)
 }
 
 func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
@@ -328,5 +336,5 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, d)
+	return h.answerDeployment(r.Context(), w, r, d)
 }

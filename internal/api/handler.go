@@ -24,6 +24,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/plan"
 	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/spec"
 	"github.com/gantry-ci/gantry/internal/store"
 )
@@ -43,6 +44,9 @@ type Handler struct {
 	// LongPoll is how long an idle agent's request for work is held; 0
 	// means queue.LongPoll.
 	LongPoll time.Duration
+	// Secrets keeps the repositories' secrets; nil refuses the secret
+	// routes.
+	Secrets *secret.Vault
 	// Delivery runs releases and deployments; Artifacts keeps the bytes
 	// of artifacts.
 	Delivery  *delivery.Service
@@ -96,6 +100,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.route(mux, "POST /api/v1/locks", adminOnly, h.addLock)
 	h.route(mux, "GET /api/v1/locks", anyUser, h.listLocks)
 	h.route(mux, "DELETE /api/v1/locks/{name}", adminOnly, h.deleteLock)
+	h.route(mux, "GET /api/v1/audit", adminOnly, h.listAudit)
+	h.route(mux, "GET /api/v1/audit/verify", adminOnly, h.verifyAudit)
+	maintainer := func(s scope) rule { return rule{store.RoleMaintainer, s} }
+	h.route(mux, "GET /api/v1/secrets/{repo...}", maintainer(repoPath), h.listSecrets)
+	h.route(mux, "PUT /api/v1/secrets/{repo...}", maintainer(repoPath), h.setSecret)
+	h.route(mux, "DELETE /api/v1/secrets/{repo...}", maintainer(repoPath), h.deleteSecret)
+	h.route(mux, "POST /api/v1/secret-keys/rotate", adminOnly, h.rotateSecretKey)
 	h.registerUsers(mux)
 	h.registerArtifacts(mux, viewer)
 	h.registerDelivery(mux, viewer, developer)
@@ -305,11 +316,18 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
 		return err
 	}
+	if err := h.audit(r, "repo.add", "repo:"+rp.Name, map[string]string{
+		"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusCreated, RepoOf(rp))
 }
 
 func (h *Handler) deleteRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.DeleteRepo(r.Context(), r.PathValue("repo")); err != nil {
+		return err
+	}
+	if err := h.audit(r, "repo.rm", "repo:"+r.PathValue("repo"), nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -346,6 +364,10 @@ func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
 		Author:  identityOf(r.Context()).User,
 	})
 	if err != nil {
+		return err
+	}
+	if err := h.audit(r, "build.trigger", fmt.Sprintf("build:%d", b.ID), map[string]string{
+		"repo": repo.Name, "number": strconv.FormatInt(b.Number, 10), "branch": in.Branch, "commit": in.Commit}); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, BuildOf(b))
@@ -395,6 +417,10 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.audit(r, "build.cancel", fmt.Sprintf("build:%d", id), map[string]string{
+		"repo": b.Repo, "number": strconv.FormatInt(b.Number, 10), "status": b.Status}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusOK, BuildOf(b))
 }
 
@@ -404,8 +430,13 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	failed := r.URL.Query().Get("failed")
-	b, err := h.Builds.Retry(r.Context(), id, failed == "1" || failed == "true")
+	failedOnly := failed == "1" || failed == "true"
+	b, err := h.Builds.Retry(r.Context(), id, failedOnly)
 	if err != nil {
+		return err
+	}
+	if err := h.audit(r, "build.retry", fmt.Sprintf("build:%d", id), map[string]string{
+		"repo": b.Repo, "new_build": strconv.FormatInt(b.ID, 10), "failed_only": strconv.FormatBool(failedOnly)}); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, BuildOf(b))

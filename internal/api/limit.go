@@ -85,7 +85,8 @@ func (e *tooManyRequests) Error() string {
 	return fmt.Sprintf("too many invalid tokens from this address: try again in %s", e.wait.Round(time.Second)+time.Second)
 }
 
-// remoteHost is the address a request came from, without its port.
+// remoteHost is the host of the request's remote address, without the
+// port. Behind a reverse proxy it is the proxy's.
 func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

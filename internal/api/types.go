@@ -41,6 +41,7 @@ type Build struct {
 	Tag         string     `json:"tag,omitempty"`
 	BaseBranch  string     `json:"base_branch,omitempty"`
 	PullRequest int        `json:"pull_request,omitempty"`
+	FromFork    bool       `json:"from_fork,omitempty"` // a pull request from another repository: it gets no secrets
 	Title       string     `json:"title,omitempty"`
 	Author      string     `json:"author"`
 	Message     string     `json:"message,omitempty"`
@@ -124,7 +125,7 @@ func BuildOf(b *store.Build) Build {
 	out := Build{
 		ID: b.ID, Number: b.Number, Repo: b.Repo, Status: b.Status, Reason: b.Reason, Event: b.Event,
 		Commit: b.Commit, Branch: b.Branch, Tag: b.Tag, BaseBranch: b.BaseBranch, PullRequest: b.PullRequest,
-		Title: b.Title, Author: b.Author, Message: b.Message, RetryOf: b.RetryOf,
+		FromFork: b.FromFork, Title: b.Title, Author: b.Author, Message: b.Message, RetryOf: b.RetryOf,
 		CreatedAt: b.CreatedAt.UTC(), StartedAt: timePtr(b.StartedAt), FinishedAt: timePtr(b.FinishedAt),
 		Jobs: []Job{},
 	}

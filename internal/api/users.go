@@ -159,6 +159,10 @@ func (h *Handler) addUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.audit(r, "user.add", "user:"+u.Name, map[string]string{"admin": strconv.FormatBool(u.Admin),
+		"token": strconv.FormatInt(tok.ID, 10)}); err != nil {
+		return err
+	}
 	out := userOf(u)
 	out.Token = tok
 	return WriteJSON(w, http.StatusCreated, out)
@@ -180,6 +184,9 @@ func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if err := h.Store.DeleteUser(r.Context(), name); err != nil {
+		return err
+	}
+	if err := h.audit(r, "user.rm", "user:"+name, nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -293,6 +300,10 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.audit(r, "token.create", fmt.Sprintf("token:%d", tok.ID), map[string]string{
+		"kind": store.TokenAPI, "name": tok.Name, "user": tok.User, "expires": in.Expires}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusCreated, tok)
 }
 
@@ -321,6 +332,10 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.audit(r, "token.revoke", fmt.Sprintf("token:%d", t.ID), map[string]string{
+		"kind": t.Kind, "name": t.Name, "user": t.User}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusOK, apiToken(t))
 }
 
@@ -341,14 +356,14 @@ func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) addMembers(w http.ResponseWriter, r *http.Request) error {
-	return h.changeGroup(w, r, h.Store.AddGroupMembers)
+	return h.changeGroup(w, r, "group.add", h.Store.AddGroupMembers)
 }
 
 func (h *Handler) removeMembers(w http.ResponseWriter, r *http.Request) error {
-	return h.changeGroup(w, r, h.Store.RemoveGroupMembers)
+	return h.changeGroup(w, r, "group.remove", h.Store.RemoveGroupMembers)
 }
 
-func (h *Handler) changeGroup(w http.ResponseWriter, r *http.Request, change func(ctx context.Context, group string, users []string) (*store.Group, error)) error {
+func (h *Handler) changeGroup(w http.ResponseWriter, r *http.Request, action string, change func(ctx context.Context, group string, users []string) (*store.Group, error)) error {
 	name := r.PathValue("name")
 	if err := validName("group", name); err != nil {
 		return err
@@ -361,11 +376,17 @@ func (h *Handler) changeGroup(w http.ResponseWriter, r *http.Request, change fun
 	if err != nil {
 		return err
 	}
+	if err := h.audit(r, action, "group:"+name, map[string]string{"users": strings.Join(in.Users, " ")}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusOK, groupOf(g))
 }
 
 func (h *Handler) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.DeleteGroup(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	if err := h.audit(r, "group.rm", "group:"+r.PathValue("name"), nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -420,6 +441,9 @@ func (h *Handler) setGrant(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.SetGrant(r.Context(), g); err != nil {
 		return err
 	}
+	if err := h.audit(r, "role.grant", "repo:"+g.Repo, map[string]string{"subject": grantSubject(g), "role": g.Role}); err != nil {
+		return err
+	}
 	return WriteJSON(w, http.StatusOK, grantOf(g))
 }
 
@@ -431,6 +455,17 @@ func (h *Handler) deleteGrant(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.DeleteGrant(r.Context(), g); err != nil {
 		return err
 	}
+	if err := h.audit(r, "role.revoke", "repo:"+g.Repo, map[string]string{"subject": grantSubject(g)}); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// grantSubject names a grant's user or group: user:NAME or group:NAME.
+func grantSubject(g *store.Grant) string {
+	if g.Group != "" {
+		return "group:" + g.Group
+	}
+	return "user:" + g.User
 }

@@ -100,7 +100,7 @@ func (s *Service) Create(ctx context.Context, repo *store.Repo, t Trigger) (b *s
 		RepoID: repo.ID, Repo: repo.Name, Status: store.StatusQueued,
 		Event: t.Event, Branch: t.Branch, Tag: t.Tag, Commit: t.Commit, BaseBranch: t.BaseBranch,
 		PullRequest: t.PullRequest, Title: t.Title, Author: t.Author, Message: t.Message,
-		DeliveryID: t.DeliveryID,
+		DeliveryID: t.DeliveryID, FromFork: t.FromFork,
 	}
 	p := s.prepare(ctx, repo, t, b)
 	var older []*store.Build
@@ -591,6 +591,7 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 		RepoID: old.RepoID, Repo: old.Repo, Status: store.StatusQueued, Event: old.Event, Branch: old.Branch,
 		Tag: old.Tag, Commit: old.Commit, BaseBranch: old.BaseBranch, PullRequest: old.PullRequest,
 		Title: old.Title, Author: old.Author, Message: old.Message, Pipeline: old.Pipeline, RetryOf: old.ID,
+		FromFork: old.FromFork, // a retry of a stranger's code is still a stranger's code
 	}
 	if len(old.Pipeline) == 0 {
 		// Nothing ran the first time (no or invalid pipeline): start over.
@@ -598,7 +599,8 @@ func (s *Service) Retry(ctx context.Context, buildID int64, failedOnly bool) (*s
 		if err != nil {
 			return nil, err
 		}
-		s.prepare(ctx, repo, Trigger{Trigger: TriggerOf(old), PullRequest: old.PullRequest, Title: old.Title, Author: old.Author, Message: old.Message}, b)
+		s.prepare(ctx, repo, Trigger{Trigger: TriggerOf(old), PullRequest: old.PullRequest, Title: old.Title, Author: old.Author,
+			Message: old.Message, FromFork: old.FromFork}, b)
 	} else {
 		pl, err := Plan(old)
 		if err != nil {

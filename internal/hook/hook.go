@@ -151,6 +151,11 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request, name string) (
 		if err != nil {
 			return 0, "", nil, err
 		}
+		if isNew {
+			if err := h.audit(r, wh.Name, b); err != nil {
+				return 0, "", nil, err
+			}
+		}
 		created = created || isNew
 		resp.Builds = append(resp.Builds, api.BuildOf(b))
 	}

@@ -39,6 +39,9 @@ type Assignment struct {
 	Needs    map[string]string `json:"needs"`
 	// LeaseTTL is how long the lease lasts without a heartbeat.
 	LeaseTTL time.Duration `json:"lease_ttl"`
+	// Secrets are the values of the secrets the job names, by name,
+	// decrypted for this lease alone: never stored, logged or shown.
+	Secrets map[string]string `json:"secrets,omitempty"`
 	// Artifacts, on a deployment's job, are the artifacts of the release
 	// it deploys, to place in the workspace before the first step.
 	Artifacts []ArtifactRef `json:"artifacts,omitempty"`
@@ -53,6 +56,10 @@ type Options struct {
 	Retries int
 	// Logged, if set, is called after a job's log output was stored.
 	Logged func(buildID, jobID int64)
+	// Secrets, if set, returns the values of the unscoped secrets of repo
+	// a job names, or an error that says which are missing or unreadable:
+	// the job then fails with it. Unset, a job that names secrets fails.
+	Secrets func(ctx context.Context, repo string, names []string) (map[string]string, error)
 	// Artifacts keeps the bytes of artifacts; nil refuses uploads.
 	Artifacts *artifact.Store
 }
@@ -211,9 +218,10 @@ func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment,
 		b, j, err := d.store.Lease(context.WithoutCancel(ctx), agent, labels, d.opts.LeaseTTL)
 		switch {
 		case err == nil:
-			a, err := d.assignment(b, j)
+			a, err := d.assignment(context.WithoutCancel(ctx), b, j)
 			if err != nil {
-				// A build whose stored pipeline no longer parses cannot run.
+				// A build whose stored pipeline no longer parses cannot
+				// run, nor a job whose secrets are not set.
 				d.builds.Fail(context.WithoutCancel(ctx), b.ID, j.ID, 0, err.Error())
 				continue
 			}
@@ -229,14 +237,14 @@ func (d *Dispatcher) Lease(ctx context.Context, self *store.Agent) (*Assignment,
 	}
 }
 
-func (d *Dispatcher) assignment(b *store.Build, j *store.Job) (*Assignment, error) {
+func (d *Dispatcher) assignment(ctx context.Context, b *store.Build, j *store.Job) (*Assignment, error) {
 	pl, err := build.Plan(b)
 	if err != nil {
 		return nil, err
 	}
 	repo := b.Repo
 	cloneURL := ""
-	if r, err := d.store.Repo(context.Background(), repo); err == nil {
+	if r, err := d.store.Repo(ctx, repo); err == nil {
 		cloneURL = r.CloneURL
 	}
 	a := &Assignment{
@@ -244,7 +252,10 @@ func (d *Dispatcher) assignment(b *store.Build, j *store.Job) (*Assignment, erro
 		Commit: b.Commit, Pipeline: b.Pipeline, Trigger: pl.Trigger, Needs: build.Needs(b, pl, j.Name),
 		LeaseTTL: d.opts.LeaseTTL,
 	}
-	if err := d.addArtifacts(context.Background(), b, a); err != nil {
+	if err := d.addSecrets(ctx, b, j, pl, a); err != nil {
+		return nil, err
+	}
+	if err := d.addArtifacts(ctx, b, a); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -1,6 +1,11 @@
-// Package secret keeps secret values out of build logs: it replaces every
-// occurrence of a secret, and of the forms a step is likely to print it in,
-// with "***". Masking happens before step output reaches any sink (the log
+// Package secret keeps secret values safe: encrypted at rest, handed only
+// to the jobs that name them, and out of build logs.
+//
+// A [Vault] stores repositories' secrets encrypted with AES-256-GCM under
+// the keys of a [Keyring] (from GANTRY_SECRET_KEY or a key file), and
+// rotates those keys. A [Masker] replaces every occurrence of a secret in
+// a job's output, and of the forms a step is likely to print it in, with
+// "***". Masking happens before step output reaches any sink (the log
 // store, a live log stream, a file): a step's output goes through a [Writer]
 // first, so nothing downstream ever holds the unmasked bytes.
 //
@@ -8,8 +13,9 @@
 //
 //   - the value, trimmed of surrounding whitespace and newlines;
 //   - its standard and URL-safe base64 encodings, with and without padding,
-//     of both the trimmed and the untrimmed value (so `base64 < file`, which
-//     encodes the trailing newline, is masked too);
+//     of the trimmed value, of the untrimmed value (so `base64 < file`,
+//     which encodes the file's trailing newline, is masked too), and of the
+//     trimmed value with a newline (what `echo "$SECRET" | base64` encodes);
 //   - its URL query-escaped and path-escaped forms;
 //   - for a value of several lines (a private key, a JSON credentials file),
 //     each line on its own, trimmed, so a value printed line by line or with
@@ -159,6 +165,7 @@ func NewMasker(values []string) *Masker {
 			base64.RawURLEncoding,
 		} {
 			add(enc.EncodeToString([]byte(t)))
+			add(enc.EncodeToString([]byte(t + "\n")))
 			if v != t {
 				add(enc.EncodeToString([]byte(v)))
 			}

@@ -63,6 +63,12 @@ func TestMask(t *testing.T) {
 			want:   "echo *** | base64 -d\n",
 		},
 		{
+			name:   "base64 of the value and a newline, as echo | base64 prints it",
+			values: []string{"s3cr3t value/with@chars"},
+			in:     "czNjcjN0IHZhbHVlL3dpdGhAY2hhcnMK\nczNjcjN0IHZhbHVlL3dpdGhAY2hhcnM=\n",
+			want:   "***\n***\n",
+		},
+		{
 			name:   "trimmed value keeps the newline",
 			values: []string{"  s3cr3t\n"},
 			in:     "s3cr3t\nnext\n",
@@ -220,14 +226,18 @@ func TestNewMaskerForms(t *testing.T) {
 	}{
 		{
 			values: []string{"s3cr3t"},
-			want:   []string{"czNjcjN0", "s3cr3t"},
+			want:   []string{"czNjcjN0Cg==", "czNjcjN0Cg", "czNjcjN0", "s3cr3t"},
 		},
 		{
 			values: []string{"???>>>?"},
 			want: []string{
 				"%3F%3F%3F%3E%3E%3E%3F",
 				"Pz8/Pj4+Pw==",
+				"Pz8/Pj4+Pwo=",
 				"Pz8_Pj4-Pw==",
+				"Pz8_Pj4-Pwo=",
+				"Pz8/Pj4+Pwo",
+				"Pz8_Pj4-Pwo",
 				"Pz8/Pj4+Pw",
 				"Pz8_Pj4-Pw",
 				"???>>>?",
@@ -245,9 +255,11 @@ func TestNewMaskerForms(t *testing.T) {
 		{
 			values: []string{"abc\r\nde\n fgh \n"},
 			want: []string{
+				"YWJjDQpkZQogZmdoCg==",
 				"YWJjDQpkZQogZmdoIAo=",
 				"abc%0D%0Ade%0A%20fgh",
 				"YWJjDQpkZQogZmdoIAo",
+				"YWJjDQpkZQogZmdoCg",
 				"abc%0D%0Ade%0A+fgh",
 				"YWJjDQpkZQogZmdo",
 				"abc\r\nde\n fgh",

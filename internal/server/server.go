@@ -39,6 +39,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/hook"
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/queue"
+	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
@@ -74,6 +75,10 @@ type Config struct {
 	// LongPoll is how long an idle agent's request for work is held
 	// before the answer "nothing yet"; 0 means queue.LongPoll.
 	LongPoll time.Duration
+	// SecretKey is GANTRY_SECRET_KEY: the keys secrets are encrypted
+	// with, base64, comma-separated, newest first. Empty: the key file
+	// DataDir/secret.key, created on first start.
+	SecretKey string
 	// ArtifactRetention is how long artifacts no release refers to are
 	// kept; 0 keeps them for ever.
 	ArtifactRetention time.Duration
@@ -100,6 +105,7 @@ type Server struct {
 	stopOnce     sync.Once
 	lock         *os.File // flock of the data dir
 	stopErr      error
+	keys         *secret.Keyring // from SecretKey; nil until Start for a key file
 }
 
 // New checks cfg and fills in defaults.
@@ -128,7 +134,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
 	}
-	return &Server{cfg: cfg}, nil
+	keys, err := parseSecretKey(cfg.SecretKey)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, keys: keys}, nil
 }
 
 // Addr is the address the server listens on, once started.
@@ -163,6 +173,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			lock.Close()
 		}
 	}()
+	keys, err := s.openKeyring(ctx)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -180,6 +194,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.broker = &logstream.Broker{}
 	s.metrics = newMetrics(st)
 	mirrors := git.NewMirrors(filepath.Join(s.cfg.DataDir, "repos"))
+	vault := s.startVault(ctx, st, keys)
 	if s.artifacts, err = artifact.New(filepath.Join(s.cfg.DataDir, "artifacts")); err != nil {
 		st.Close()
 		return err
@@ -201,7 +216,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Artifacts: s.artifacts,
 		Logged: func(buildID, jobID int64) {
 			s.broker.Publish(logstream.Message{Kind: "log", BuildID: buildID, JobID: jobID})
-		}})
+		}, Secrets: vault.Values})
 	s.dispatcher = dispatcher
 
 	// The built-in agent's name is this server's own: on restart it finds
@@ -265,7 +280,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	mux := http.NewServeMux()
 	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
-		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Delivery: s.delivery, Artifacts: s.artifacts}).Register(mux)
+		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Secrets: vault, Delivery: s.delivery, Artifacts: s.artifacts}).Register(mux)
 	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
 		Webhooks: map[string]forge.Webhook{
 			"github": github.Webhook(), "gitea": gitea.Webhook(), "forgejo": gitea.Webhook(),

@@ -90,6 +90,10 @@ type Build struct {
 	Pipeline []byte
 	// RetryOf is the build this one retries, or 0.
 	RetryOf int64
+	// FromFork marks a build of a pull request whose head lives in
+	// another repository: it never receives secrets. Written only by
+	// CreateBuild.
+	FromFork bool
 	// Environment and Release, on a build of event "deploy", name the
 	// environment it deploys to and the version of the release it
 	// deploys. Written only by CreateBuild.
@@ -226,6 +230,9 @@ type Notifier interface {
 
 // Store is the server's state. Every method is safe for concurrent use.
 type Store interface {
+	// AuditLog is in audit.go.
+	AuditLog
+
 	// CreateRepo stores r and sets r.ID and r.CreatedAt. ErrConflict when
 	// the name is taken.
 	CreateRepo(ctx context.Context, r *Repo) error
@@ -322,6 +329,27 @@ type Store interface {
 	CountBuilds(ctx context.Context) (map[string]int, error)
 
 	Access
+	// Secrets, encrypted by the caller (package secret); see Secret.
+	//
+	// SetSecret stores s.Ciphertext under s.KeyID as the secret of repo
+	// s.Repo named s.Name in s.Environment, replacing the value of one that
+	// exists (whose ID and CreatedAt are kept); created says which. It sets
+	// s.ID, s.RepoID, s.CreatedAt and s.UpdatedAt. ErrNotFound when there
+	// is no such repo.
+	SetSecret(ctx context.Context, s *Secret) (created bool, err error)
+	// Secrets returns the secrets of a repo, by name then environment;
+	// ErrNotFound when there is no such repo.
+	Secrets(ctx context.Context, repo string) ([]*Secret, error)
+	// AllSecrets returns the secrets of every repo, by ID.
+	AllSecrets(ctx context.Context) ([]*Secret, error)
+	// DeleteSecret removes one secret; ErrNotFound when there is none.
+	DeleteSecret(ctx context.Context, repo, name, environment string) error
+	// RekeySecret replaces the ciphertext of old (by ID) with ciphertext
+	// under keyID, if the row still holds old.KeyID and old.Ciphertext; it
+	// does not change UpdatedAt. ErrConflict when the value was set since
+	// old was read, ErrNotFound when the secret is gone: then nothing is
+	// written.
+	RekeySecret(ctx context.Context, old *Secret, keyID string, ciphertext []byte) error
 
 	// Releases: artifacts, releases, environments, deployments (release.go).
 	Releases

@@ -100,11 +100,11 @@ func insertBuild(ctx context.Context, tx pgx.Tx, b *store.Build) (*inserted, err
 			return nil, err
 		}
 	}
-	err = tx.QueryRow(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, environment, release_version,
+	err = tx.QueryRow(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, from_fork, environment, release_version,
 			status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
 			pipeline, retry_of, started_at, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) RETURNING id`,
-		append([]any{b.RepoID, ins.number, nullString(b.DeliveryID), ins.created, b.Environment, b.Release},
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) RETURNING id`,
+		append([]any{b.RepoID, ins.number, nullString(b.DeliveryID), ins.created, b.FromFork, b.Environment, b.Release},
 			buildRow(b)...)...).Scan(&ins.id)
 	if err != nil {
 		return nil, err
@@ -177,8 +177,8 @@ func (w *w) send(ctx context.Context, tx pgx.Tx) error {
 
 // buildRow is the build's columns that Update writes back, in the order of
 // buildSet. ID, RepoID, Repo, Number, DeliveryID and CreatedAt name the
-// build, and Environment and Release are part of what it is: they are
-// written only by CreateBuild.
+// build, and FromFork, Environment and Release are part of what it is:
+// they are written only by CreateBuild.
 func buildRow(b *store.Build) []any {
 	var pipeline any
 	if b.Pipeline != nil {
@@ -219,7 +219,7 @@ const stepSet = `name = $3, status = $4, reason = $5, exit_code = $6, attempts =
 // column or NULL.
 const buildColumns = `b.id, b.repo_id, r.name, b.number, b.status, b.reason, b.event, b.branch, b.tag, b.commit_sha,
 	b.base_branch, b.pull_request, b.title, b.author, b.message, coalesce(b.delivery_id, ''), %s, b.retry_of,
-	b.created_at, b.started_at, b.finished_at, b.environment, b.release_version`
+	b.created_at, b.started_at, b.finished_at, b.from_fork, b.environment, b.release_version`
 
 func buildSelect(withPipeline bool) string {
 	p := "NULL::bytea"
@@ -233,7 +233,7 @@ func scanBuild(sc pgx.Row) (*store.Build, error) {
 	b := &store.Build{}
 	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
 		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.Environment, &b.Release)
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork, &b.Environment, &b.Release)
 	return b, err
 }
 

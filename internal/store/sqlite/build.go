@@ -78,11 +78,11 @@ func insertBuild(ctx context.Context, tx *sql.Tx, b *store.Build) (*inserted, er
 	if err != nil {
 		return nil, err
 	}
-	err = tx.QueryRowContext(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, environment, release_version,
+	err = tx.QueryRowContext(ctx, `INSERT INTO builds (repo_id, number, delivery_id, created_at, from_fork, environment, release_version,
 			status, reason, event, branch, tag, commit_sha, base_branch, pull_request, title, author, message,
 			pipeline, retry_of, started_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		append([]any{b.RepoID, ins.number, nullString(b.DeliveryID), nanos(ins.created), b.Environment, b.Release},
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		append([]any{b.RepoID, ins.number, nullString(b.DeliveryID), nanos(ins.created), b.FromFork, b.Environment, b.Release},
 			buildRow(b)...)...).Scan(&ins.id)
 	if err != nil {
 		return nil, err
@@ -110,8 +110,8 @@ func insertBuild(ctx context.Context, tx *sql.Tx, b *store.Build) (*inserted, er
 
 // buildRow is the build's columns that Update writes back, in the order of
 // buildSet. ID, RepoID, Repo, Number, DeliveryID and CreatedAt name the
-// build, and Environment and Release are part of what it is: they are
-// written only by CreateBuild.
+// build, and FromFork, Environment and Release are part of what it is:
+// they are written only by CreateBuild.
 func buildRow(b *store.Build) []any {
 	var pipeline any
 	if b.Pipeline != nil {
@@ -169,7 +169,7 @@ func labelsJSON(labels []string) string {
 // column or NULL.
 const buildColumns = `b.id, b.repo_id, r.name, b.number, b.status, b.reason, b.event, b.branch, b.tag, b.commit_sha,
 	b.base_branch, b.pull_request, b.title, b.author, b.message, coalesce(b.delivery_id, ''), %s, b.retry_of,
-	b.created_at, b.started_at, b.finished_at, b.environment, b.release_version`
+	b.created_at, b.started_at, b.finished_at, b.from_fork, b.environment, b.release_version`
 
 func buildSelect(withPipeline bool) string {
 	p := "NULL"
@@ -183,7 +183,7 @@ func scanBuild(sc interface{ Scan(...any) error }) (*store.Build, error) {
 	b := &store.Build{}
 	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
 		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.Environment, &b.Release)
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork, &b.Environment, &b.Release)
 	return b, err
 }
 

@@ -92,6 +92,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Groups", testGroups},
 		{"Grants", testGrants},
 	}
+	tests = append(tests, auditTests...)
+	tests = append(tests, secretTests...)
 	tests = append(tests, releaseTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
