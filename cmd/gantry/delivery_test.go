@@ -518,3 +518,35 @@ func TestDeliveryPostgres(t *testing.T) {
 		t.Errorf("production = %+v, want %s promoted", e.Current, v)
 	}
 }
+
+// TestDeploymentSecrets: a deployment gets the secrets scoped to its
+// environment over the unscoped ones of the same name, masked in its log.
+func TestDeploymentSecrets(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	pipeline := strings.Replace(deliveryPipeline(out, ""), "  staging:\n", "  staging:\n    secrets: [DEPLOY_KEY]\n", 1)
+	pipeline = strings.Replace(pipeline, `          ./dist/app > "$OUT/staging-ran"`,
+		`          ./dist/app > "$OUT/staging-ran"`+"\n          echo \"key $DEPLOY_KEY\"\n          printf %s \"$DEPLOY_KEY\" > \"$OUT/staging-key\"", 1)
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": pipeline})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	for env, value := range map[string]string{"": "shared-deploy-key", "staging": "staging-deploy-key-42"} {
+		args := []string{"secret", "set", "acme/app", "DEPLOY_KEY"}
+		if env != "" {
+			args = append(args, "--environment", env)
+		}
+		if _, errOut, code := s.cliIn(s.url, value, args...); code != 0 {
+			t.Fatalf("secret set %v = %d: %s", args, code, errOut)
+		}
+	}
+	b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID, 60*time.Second)
+	st := waitLive(t, s, "acme/app", "staging", fmt.Sprintf("main-%d", b.Number))
+	if got := readFile(t, filepath.Join(out, "staging-key")); got != "staging-deploy-key-42" {
+		t.Errorf("the deployment got DEPLOY_KEY %q, want the one scoped to staging", got)
+	}
+	if log := logText(t, s, st.Current.BuildID); strings.Contains(log, "staging-deploy-key-42") || !strings.Contains(log, "key ***") {
+		t.Errorf("the deployment's log does not mask the secret:\n%s", log)
+	}
+}

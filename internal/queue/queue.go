@@ -56,10 +56,12 @@ type Options struct {
 	Retries int
 	// Logged, if set, is called after a job's log output was stored.
 	Logged func(buildID, jobID int64)
-	// Secrets, if set, returns the values of the unscoped secrets of repo
-	// a job names, or an error that says which are missing or unreadable:
-	// the job then fails with it. Unset, a job that names secrets fails.
-	Secrets func(ctx context.Context, repo string, names []string) (map[string]string, error)
+	// Secrets, if set, returns the values of the secrets of repo a job
+	// names, or an error that says which are missing or unreadable: the
+	// job then fails with it. env is the environment a deployment's job
+	// deploys to, whose scoped secrets it gets; "" for a build job, which
+	// gets unscoped ones only. Unset, a job that names secrets fails.
+	Secrets func(ctx context.Context, repo, env string, names []string) (map[string]string, error)
 	// Artifacts keeps the bytes of artifacts; nil refuses uploads.
 	Artifacts *artifact.Store
 }

@@ -33,7 +33,7 @@ func (d *Dispatcher) addSecrets(ctx context.Context, b *store.Build, j *store.Jo
 	if d.opts.Secrets == nil {
 		return fmt.Errorf("job %s names secrets (%s), and this server keeps none", j.Name, strings.Join(names, ", "))
 	}
-	values, err := d.opts.Secrets(ctx, b.Repo, names)
+	values, err := d.opts.Secrets(ctx, b.Repo, b.Environment, names)
 	if err != nil {
 		return err
 	}

@@ -160,6 +160,13 @@ func (v *Vault) Delete(ctx context.Context, repo, name, env string) error {
 // (a secret scoped to an environment does not count) or cannot be
 // decrypted: a job never runs without a secret it asked for.
 func (v *Vault) Values(ctx context.Context, repo string, names []string) (map[string]string, error) {
+	return v.ValuesIn(ctx, repo, "", names)
+}
+
+// ValuesIn is Values for a job that deploys to environment env (none:
+// a build job): of two secrets of one name, the one scoped to env wins
+// over the unscoped one; secrets scoped to other environments never count.
+func (v *Vault) ValuesIn(ctx context.Context, repo, env string, names []string) (map[string]string, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
@@ -167,19 +174,24 @@ func (v *Vault) Values(ctx context.Context, repo string, names []string) (map[st
 	if err != nil {
 		return nil, fmt.Errorf("secrets of %s: %w", repo, err)
 	}
-	unscoped := map[string]*store.Secret{}
+	chosen := map[string]*store.Secret{}
 	scoped := map[string][]string{}
 	for _, s := range list {
-		if s.Environment == "" {
-			unscoped[s.Name] = s
-		} else {
+		switch {
+		case env != "" && s.Environment == env:
+			chosen[s.Name] = s
+		case s.Environment == "":
+			if chosen[s.Name] == nil {
+				chosen[s.Name] = s
+			}
+		default:
 			scoped[s.Name] = append(scoped[s.Name], s.Environment)
 		}
 	}
 	out := make(map[string]string, len(names))
 	var missing, onlyScoped []string
 	for _, name := range names {
-		s := unscoped[name]
+		s := chosen[name]
 		if s == nil {
 			missing = append(missing, name)
 			if len(scoped[name]) > 0 {
@@ -196,12 +208,20 @@ func (v *Vault) Values(ctx context.Context, repo string, names []string) (map[st
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		missing = slices.Compact(missing)
-		msg := fmt.Sprintf("secret %s is not set for %s", missing[0], repo)
+		where := repo
+		if env != "" {
+			where = fmt.Sprintf("%s (environment %s)", repo, env)
+		}
+		msg := fmt.Sprintf("secret %s is not set for %s", missing[0], where)
 		if len(missing) > 1 {
-			msg = fmt.Sprintf("secrets %s are not set for %s", strings.Join(missing, ", "), repo)
+			msg = fmt.Sprintf("secrets %s are not set for %s", strings.Join(missing, ", "), where)
 		}
 		if len(onlyScoped) > 0 {
-			msg += fmt.Sprintf(" (%s, and a build job receives only unscoped secrets)", strings.Join(onlyScoped, "; "))
+			receives := "a build job receives only unscoped secrets"
+			if env != "" {
+				receives = "a deployment to " + env + " receives those scoped to it and unscoped ones"
+			}
+			msg += fmt.Sprintf(" (%s, and %s)", strings.Join(onlyScoped, "; "), receives)
 		}
 		return nil, errors.New(msg)
 	}

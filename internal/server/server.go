@@ -216,7 +216,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		Artifacts: s.artifacts,
 		Logged: func(buildID, jobID int64) {
 			s.broker.Publish(logstream.Message{Kind: "log", BuildID: buildID, JobID: jobID})
-		}, Secrets: vault.Values})
+		}, Secrets: vault.ValuesIn})
 	s.dispatcher = dispatcher
 
 	// The built-in agent's name is this server's own: on restart it finds
