@@ -47,7 +47,7 @@ func newSecretEnv(t *testing.T) *secretEnv {
 	}
 	vault := secret.NewVault(st, kr)
 	builds := build.New(st, nil, nil, nil)
-	d := queue.New(st, builds, nil, queue.Options{LeaseTTL: time.Minute, Secrets: vault.Values})
+	d := queue.New(st, builds, nil, queue.Options{LeaseTTL: time.Minute, Secrets: vault.ValuesIn})
 	h := &api.Handler{Store: st, Builds: builds, Queue: d, LongPoll: 200 * time.Millisecond, Secrets: vault}
 	mux := http.NewServeMux()
 	h.Register(mux) // panics if a secret route clashes with another pattern
