@@ -36,12 +36,7 @@ func NewMachine(ctx context.Context, name, workDir string, killGrace time.Durati
 	host := local.New(local.Options{KillGrace: killGrace, Logger: log})
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if abs, err := filepath.Abs(workDir); err == nil {
-		workDir = abs
-	}
-	sum := sha256.Sum256([]byte(workDir))
-	owner := "gantry-agent-" + name + "-" + hex.EncodeToString(sum[:4])
-	d, err := docker.New(dctx, docker.Options{Owner: owner, KillGrace: killGrace, Logger: log})
+	d, err := docker.New(dctx, docker.Options{Owner: DockerOwner(name, workDir), KillGrace: killGrace, Logger: log})
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelInfo, "jobs with an image cannot run here", slog.Any("err", err))
 		return &Machine{Backend: route.New(host, nil, err)}
@@ -58,4 +53,15 @@ func (m *Machine) Close(ctx context.Context) error {
 		return nil
 	}
 	return m.docker.Close(ctx)
+}
+
+// DockerOwner is the owner label of what an agent of that name and work
+// dir makes on Docker: the next agent on the same work dir reaps it, and
+// agents that share an engine leave each other's alone.
+func DockerOwner(name, workDir string) string {
+	if abs, err := filepath.Abs(workDir); err == nil {
+		workDir = abs
+	}
+	sum := sha256.Sum256([]byte(workDir))
+	return "gantry-agent-" + name + "-" + hex.EncodeToString(sum[:4])
 }

@@ -310,11 +310,7 @@ func (h *Handler) listAgentTokens(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	out := []AgentToken{}
-	for _, t := range ts {
-		out = append(out, agentToken(t))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, ts, agentToken)
 }
 
 func (h *Handler) revokeAgentToken(w http.ResponseWriter, r *http.Request) error {

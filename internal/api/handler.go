@@ -228,6 +228,16 @@ func (h *Handler) token(r *http.Request, kind string) (*store.Token, error) {
 	return tok, nil
 }
 
+// writeList answers with items as a JSON array (never null), each as conv
+// shows it.
+func writeList[T, U any](w http.ResponseWriter, items []T, conv func(T) U) error {
+	out := make([]U, 0, len(items))
+	for _, it := range items {
+		out = append(out, conv(it))
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
 // WriteJSON answers with v as indented JSON.
 func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	var buf bytes.Buffer
@@ -265,11 +275,7 @@ func (h *Handler) listRepos(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []Repo{}
-	for _, rp := range visible(r.Context(), repos, func(r *store.Repo) string { return r.Name }) {
-		out = append(out, RepoOf(rp))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, visible(r.Context(), repos, func(r *store.Repo) string { return r.Name }), RepoOf)
 }
 
 // validRepoName is OWNER/NAME, with GitLab subgroups allowed.
@@ -387,11 +393,7 @@ func (h *Handler) listBuilds(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []Build{}
-	for _, b := range visible(r.Context(), builds, func(b *store.Build) string { return b.Repo }) {
-		out = append(out, BuildOf(b))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, visible(r.Context(), builds, func(b *store.Build) string { return b.Repo }), BuildOf)
 }
 
 func buildID(r *http.Request) (int64, error) { return pathID(r, "build") }

@@ -89,11 +89,7 @@ func (h *Handler) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []Secret{}
-	for _, s := range list {
-		out = append(out, SecretOf(s))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, list, SecretOf)
 }
 
 func (h *Handler) setSecret(w http.ResponseWriter, r *http.Request) error {

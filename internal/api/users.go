@@ -124,11 +124,7 @@ func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []User{}
-	for _, u := range users {
-		out = append(out, userOf(u))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, users, userOf)
 }
 
 // validName checks a user or group name: what a repo owner may be.
@@ -273,11 +269,7 @@ func (h *Handler) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []*APIToken{}
-	for _, t := range ts {
-		out = append(out, apiToken(t))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, ts, apiToken)
 }
 
 func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) error {
@@ -348,11 +340,7 @@ func (h *Handler) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []Group{}
-	for _, g := range groups {
-		out = append(out, groupOf(g))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, groups, groupOf)
 }
 
 func (h *Handler) addMembers(w http.ResponseWriter, r *http.Request) error {
