@@ -70,11 +70,7 @@ func (h *Handler) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []Artifact{}
-	for _, a := range arts {
-		out = append(out, ArtifactOf(a))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, arts, ArtifactOf)
 }
 
 func (h *Handler) getArtifact(w http.ResponseWriter, r *http.Request) error {

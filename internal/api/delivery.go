@@ -167,11 +167,7 @@ func (h *Handler) listReleases(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []Release{}
-	for _, rel := range rels {
-		out = append(out, ReleaseOf(rel))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, rels, ReleaseOf)
 }
 
 func (h *Handler) getRelease(w http.ResponseWriter, r *http.Request) error {
@@ -207,16 +203,14 @@ func (h *Handler) listEnvironments(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	out := []Environment{}
-	for _, e := range envs {
+	return writeList(w, envs, func(e *delivery.Environment) Environment {
 		v := Environment{Name: e.Name, Current: deploymentPtr(e.Current), Active: deploymentPtr(e.Active),
 			Last: deploymentPtr(e.Last), Waiting: []Deployment{}}
 		for _, d := range e.Waiting {
 			v.Waiting = append(v.Waiting, DeploymentOf(d, e.Why[d.ID]))
 		}
-		out = append(out, v)
-	}
-	return WriteJSON(w, http.StatusOK, out)
+		return v
+	})
 }
 
 func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) error {
@@ -232,11 +226,7 @@ func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	out := []Deployment{}
-	for _, d := range ds {
-		out = append(out, DeploymentOf(d, ""))
-	}
-	return WriteJSON(w, http.StatusOK, out)
+	return writeList(w, ds, func(d *store.Deployment) Deployment { return DeploymentOf(d, "") })
 }
 
 // validEnv checks an environment's name where a request gives one.
