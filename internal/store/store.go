@@ -61,7 +61,10 @@ type Repo struct {
 	WebhookSecret string
 	// DefaultBranch is where scheduled builds run; "main" unless set.
 	DefaultBranch string
-	CreatedAt     time.Time
+	// APIURL is the base URL of the forge's API for commit statuses; empty
+	// means the one the clone URL implies.
+	APIURL    string
+	CreatedAt time.Time
 }
 
 // Build is one run of a repository's pipeline for one commit.
@@ -320,6 +323,9 @@ type Store interface {
 	CountBuilds(ctx context.Context) (map[string]int, error)
 
 	Access
+
+	// Outbox: deliveries to forges and hooks (delivery.go).
+	Outbox
 
 	// Close releases the store's resources.
 	Close() error
