@@ -46,6 +46,11 @@ type Credentials func(ctx context.Context, repo string) (string, error)
 
 // Options configure a Notifier. Zero values take the defaults below.
 type Options struct {
+	// Name names this server to the others on one database: it claims
+	// deliveries under it, and takes back at Start what it was sending
+	// when it died. It must be unique among live servers and stay the
+	// same across a restart.
+	Name string
 	// PublicURL is the server's URL as users reach it; build links are
 	// PublicURL/builds/ID.
 	PublicURL string
@@ -257,6 +262,11 @@ func snapshot(b *store.Build) *store.Build {
 // Start starts the enqueue and send loops. ctx is not kept; Stop ends
 // them.
 func (n *Notifier) Start(ctx context.Context) {
+	if k, err := n.st.ReleaseDeliveries(ctx, n.opts.Name); err != nil {
+		n.opts.Log.LogAttrs(ctx, slog.LevelWarn, "take back deliveries", slog.Any("err", err))
+	} else if k > 0 {
+		n.opts.Log.LogAttrs(ctx, slog.LevelInfo, "deliveries interrupted by a restart are due again", slog.Int("count", k))
+	}
 	n.sendCtx, n.cancelSend = context.WithCancel(context.WithoutCancel(ctx))
 	n.done.Add(2)
 	go func() {

@@ -31,7 +31,7 @@ func (n *Notifier) sendLoop(ctx context.Context) {
 	failing := false
 	for ctx.Err() == nil {
 		if free := cap(slots) - len(slots); free > 0 {
-			ds, err := n.st.ClaimDeliveries(ctx, free, n.leaseTTL())
+			ds, err := n.st.ClaimDeliveries(ctx, n.opts.Name, free, n.leaseTTL())
 			switch {
 			case err != nil && ctx.Err() == nil:
 				if !failing {

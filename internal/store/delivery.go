@@ -89,7 +89,9 @@ type Delivery struct {
 	Attempts int
 	// NextAttemptAt is when a pending delivery is due.
 	NextAttemptAt time.Time
-	// LeaseToken and LeaseExpires describe the claim while it is sending.
+	// ClaimedBy, LeaseToken and LeaseExpires describe the claim while it
+	// is sending: which server claimed it, and until when.
+	ClaimedBy    string
 	LeaseToken   int64
 	LeaseExpires time.Time
 	// LastStatus is the HTTP status of the last attempt, 0 when there was
@@ -149,17 +151,23 @@ type Outbox interface {
 	// State is stored as pending, a zero NextAttemptAt as now; a delivery
 	// stored in a final state gets FinishedAt now.
 	EnqueueDeliveries(ctx context.Context, ds []*Delivery) error
-	// ClaimDeliveries claims up to limit due deliveries, oldest due
-	// first: pending ones whose NextAttemptAt has come, and sending ones
-	// whose lease expired (their server died). Each becomes sending with a
-	// new LeaseToken, Attempts one higher and LeaseExpires = now + ttl.
+	// ClaimDeliveries claims up to limit due deliveries for claimer (a
+	// server's name), oldest due first: pending ones whose NextAttemptAt
+	// has come, and sending ones whose lease expired (their server died).
+	// Each becomes sending by claimer with a new LeaseToken, Attempts one
+	// higher and LeaseExpires = now + ttl.
 	//
 	// Deliveries to a held host are left (HoldDeliveries). Of deliveries
 	// with one CoalesceKey, one that a newer one follows is superseded
 	// rather than claimed, and one that an older one still being sent
 	// precedes waits. No delivery is claimed by two callers at once, on
 	// any server. It never waits for another caller's claim.
-	ClaimDeliveries(ctx context.Context, limit int, ttl time.Duration) ([]*Delivery, error)
+	ClaimDeliveries(ctx context.Context, claimer string, limit int, ttl time.Duration) ([]*Delivery, error)
+	// ReleaseDeliveries makes the deliveries claimer is sending pending
+	// and due at once, and returns how many: a server that starts takes
+	// back what it was sending when it died, rather than waiting for the
+	// leases to run out.
+	ReleaseDeliveries(ctx context.Context, claimer string) (int, error)
 	// FinishDelivery records the outcome of a claimed delivery: d.State
 	// (delivered, failed, or pending with d.NextAttemptAt for a retry),
 	// d.LastStatus and d.LastError. A retry of a delivery that a newer one

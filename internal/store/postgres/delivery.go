@@ -54,9 +54,9 @@ func enqueue(ctx context.Context, tx pgx.Tx, d *store.Delivery, created time.Tim
 	}
 	var id int64
 	err := tx.QueryRow(ctx, `INSERT INTO deliveries (kind, repo_id, build_id, hook_id, forge, event, url, host,
-			headers, payload, dedupe_key, coalesce_key, state, attempts, next_attempt_at, lease_token, last_status,
+			headers, payload, dedupe_key, coalesce_key, state, attempts, next_attempt_at, claimed_by, lease_token, last_status,
 			last_error, created_at, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, 0, $15, $16, $17, $18)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, '', 0, $15, $16, $17, $18)
 		ON CONFLICT (dedupe_key) DO NOTHING RETURNING id`,
 		d.Kind, nullID(d.RepoID), d.BuildID, d.HookID, d.Forge, d.Event, d.URL, d.Host, headerMap(d.Headers),
 		blob(d.Payload), nullString(d.DedupeKey), nullString(d.CoalesceKey), state, next, d.LastStatus, d.LastError,
@@ -92,14 +92,14 @@ func newLeaseToken() int64 {
 
 const deliveryColumns = `d.id, d.kind, coalesce(d.repo_id, 0), coalesce(r.name, ''), d.build_id, d.hook_id, d.forge, d.event,
 	d.url, d.host, d.headers, d.payload, coalesce(d.dedupe_key, ''), coalesce(d.coalesce_key, ''), d.state, d.attempts,
-	d.next_attempt_at, d.lease_token, d.lease_expires, d.last_status, d.last_error, d.created_at, d.finished_at`
+	d.next_attempt_at, d.claimed_by, d.lease_token, d.lease_expires, d.last_status, d.last_error, d.created_at, d.finished_at`
 
 const deliverySelect = `SELECT ` + deliveryColumns + ` FROM deliveries AS d LEFT JOIN repos AS r ON r.id = d.repo_id`
 
 func scanDelivery(sc pgx.Row) (*store.Delivery, error) {
 	d := &store.Delivery{}
 	if err := sc.Scan(&d.ID, &d.Kind, &d.RepoID, &d.Repo, &d.BuildID, &d.HookID, &d.Forge, &d.Event, &d.URL, &d.Host,
-		&d.Headers, &d.Payload, &d.DedupeKey, &d.CoalesceKey, &d.State, &d.Attempts, ts(&d.NextAttemptAt), &d.LeaseToken,
+		&d.Headers, &d.Payload, &d.DedupeKey, &d.CoalesceKey, &d.State, &d.Attempts, ts(&d.NextAttemptAt), &d.ClaimedBy, &d.LeaseToken,
 		ts(&d.LeaseExpires), &d.LastStatus, &d.LastError, ts(&d.CreatedAt), ts(&d.FinishedAt)); err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func scanDelivery(sc pgx.Row) (*store.Delivery, error) {
 }
 
 // ClaimDeliveries claims up to limit due deliveries; see store.Outbox.
-func (s *Store) ClaimDeliveries(ctx context.Context, limit int, ttl time.Duration) ([]*store.Delivery, error) {
+func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, ttl time.Duration) ([]*store.Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -154,9 +154,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, ttl time.Duratio
 					continue
 				}
 			}
-			d.State, d.Attempts, d.LeaseToken, d.LeaseExpires = store.DeliverySending, d.Attempts+1, newLeaseToken(), t.Add(ttl)
-			if _, err := tx.Exec(ctx, `UPDATE deliveries SET state = 'sending', attempts = $1, lease_token = $2, lease_expires = $3
-				WHERE id = $4`, d.Attempts, d.LeaseToken, d.LeaseExpires, d.ID); err != nil {
+			d.State, d.Attempts, d.ClaimedBy, d.LeaseToken, d.LeaseExpires = store.DeliverySending, d.Attempts+1, claimer, newLeaseToken(), t.Add(ttl)
+			if _, err := tx.Exec(ctx, `UPDATE deliveries SET state = 'sending', attempts = $1, claimed_by = $2, lease_token = $3,
+				lease_expires = $4 WHERE id = $5`, d.Attempts, claimer, d.LeaseToken, d.LeaseExpires, d.ID); err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -217,6 +217,16 @@ func (s *Store) FinishDelivery(ctx context.Context, d *store.Delivery) error {
 	}
 	d.State, d.FinishedAt, d.NextAttemptAt, d.LeaseExpires = state, finished, next, time.Time{}
 	return nil
+}
+
+// ReleaseDeliveries makes what claimer is sending pending and due now.
+func (s *Store) ReleaseDeliveries(ctx context.Context, claimer string) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE deliveries SET state = 'pending', next_attempt_at = $1, lease_expires = NULL,
+		last_error = 'interrupted: its server stopped' WHERE state = 'sending' AND claimed_by = $2`, now(), claimer)
+	if err != nil {
+		return 0, fmt.Errorf("release deliveries of %s: %w", claimer, translate(err))
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // HoldDeliveries keeps deliveries to host from being claimed until until.

@@ -54,9 +54,9 @@ func enqueue(ctx context.Context, tx *sql.Tx, d *store.Delivery, created time.Ti
 	}
 	var id int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO deliveries (kind, repo_id, build_id, hook_id, forge, event, url, host,
-			headers, payload, dedupe_key, coalesce_key, state, attempts, next_attempt_at, lease_token, last_status,
+			headers, payload, dedupe_key, coalesce_key, state, attempts, next_attempt_at, claimed_by, lease_token, last_status,
 			last_error, created_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, '', 0, ?, ?, ?, ?)
 		ON CONFLICT (dedupe_key) DO NOTHING RETURNING id`,
 		d.Kind, nullID(d.RepoID), d.BuildID, d.HookID, d.Forge, d.Event, d.URL, d.Host, string(headers), blob(d.Payload),
 		nullString(d.DedupeKey), nullString(d.CoalesceKey), state, nanos(next), d.LastStatus, d.LastError,
@@ -92,7 +92,7 @@ func newLeaseToken() int64 {
 
 const deliveryColumns = `d.id, d.kind, coalesce(d.repo_id, 0), coalesce(r.name, ''), d.build_id, d.hook_id, d.forge, d.event,
 	d.url, d.host, d.headers, d.payload, coalesce(d.dedupe_key, ''), coalesce(d.coalesce_key, ''), d.state, d.attempts,
-	d.next_attempt_at, d.lease_token, d.lease_expires, d.last_status, d.last_error, d.created_at, d.finished_at`
+	d.next_attempt_at, d.claimed_by, d.lease_token, d.lease_expires, d.last_status, d.last_error, d.created_at, d.finished_at`
 
 const deliverySelect = `SELECT ` + deliveryColumns + ` FROM deliveries AS d LEFT JOIN repos AS r ON r.id = d.repo_id`
 
@@ -100,7 +100,7 @@ func scanDelivery(sc interface{ Scan(...any) error }) (*store.Delivery, error) {
 	d := &store.Delivery{}
 	var headers string
 	if err := sc.Scan(&d.ID, &d.Kind, &d.RepoID, &d.Repo, &d.BuildID, &d.HookID, &d.Forge, &d.Event, &d.URL, &d.Host,
-		&headers, &d.Payload, &d.DedupeKey, &d.CoalesceKey, &d.State, &d.Attempts, ts(&d.NextAttemptAt), &d.LeaseToken,
+		&headers, &d.Payload, &d.DedupeKey, &d.CoalesceKey, &d.State, &d.Attempts, ts(&d.NextAttemptAt), &d.ClaimedBy, &d.LeaseToken,
 		ts(&d.LeaseExpires), &d.LastStatus, &d.LastError, ts(&d.CreatedAt), ts(&d.FinishedAt)); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func scanDelivery(sc interface{ Scan(...any) error }) (*store.Delivery, error) {
 }
 
 // ClaimDeliveries claims up to limit due deliveries; see store.Outbox.
-func (s *Store) ClaimDeliveries(ctx context.Context, limit int, ttl time.Duration) ([]*store.Delivery, error) {
+func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, ttl time.Duration) ([]*store.Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -166,9 +166,9 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, ttl time.Duratio
 					continue
 				}
 			}
-			d.State, d.Attempts, d.LeaseToken, d.LeaseExpires = store.DeliverySending, d.Attempts+1, newLeaseToken(), t.Add(ttl)
-			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'sending', attempts = ?, lease_token = ?, lease_expires = ?
-				WHERE id = ?`, d.Attempts, d.LeaseToken, nanos(d.LeaseExpires), d.ID); err != nil {
+			d.State, d.Attempts, d.ClaimedBy, d.LeaseToken, d.LeaseExpires = store.DeliverySending, d.Attempts+1, claimer, newLeaseToken(), t.Add(ttl)
+			if _, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'sending', attempts = ?, claimed_by = ?, lease_token = ?,
+				lease_expires = ? WHERE id = ?`, d.Attempts, claimer, d.LeaseToken, nanos(d.LeaseExpires), d.ID); err != nil {
 				return err
 			}
 			out = append(out, d)
@@ -230,6 +230,24 @@ func (s *Store) FinishDelivery(ctx context.Context, d *store.Delivery) error {
 	}
 	d.State = state
 	return nil
+}
+
+// ReleaseDeliveries makes what claimer is sending pending and due now.
+func (s *Store) ReleaseDeliveries(ctx context.Context, claimer string) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET state = 'pending', next_attempt_at = ?, lease_expires = NULL,
+			last_error = 'interrupted: its server stopped' WHERE state = 'sending' AND claimed_by = ?`, nanos(now()), claimer)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("release deliveries of %s: %w", claimer, translate(err))
+	}
+	return int(n), nil
 }
 
 // HoldDeliveries keeps deliveries to host from being claimed until until.

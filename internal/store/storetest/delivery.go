@@ -23,6 +23,7 @@ var outboxTests = []struct {
 	{"DeliveriesEnqueue", testDeliveriesEnqueue},
 	{"DeliveriesClaim", testDeliveriesClaim},
 	{"DeliveriesLeaseExpiry", testDeliveriesLeaseExpiry},
+	{"DeliveriesRelease", testDeliveriesRelease},
 	{"DeliveriesCoalesce", testDeliveriesCoalesce},
 	{"DeliveriesHold", testDeliveriesHold},
 	{"DeliveriesClaimConcurrent", testDeliveriesClaimConcurrent},
@@ -50,7 +51,7 @@ func enqueue(t *testing.T, s store.Store, ds ...*store.Delivery) {
 
 func claim(t *testing.T, s store.Store, limit int, ttl time.Duration) []*store.Delivery {
 	t.Helper()
-	ds, err := s.ClaimDeliveries(t.Context(), limit, ttl)
+	ds, err := s.ClaimDeliveries(t.Context(), "server-a", limit, ttl)
 	if err != nil {
 		t.Fatalf("ClaimDeliveries(%d) = %v", limit, err)
 	}
@@ -218,6 +219,35 @@ func testDeliveriesLeaseExpiry(t *testing.T, s store.Store) {
 	}
 }
 
+// A server that starts again takes back what it was sending when it
+// died; another server's claims stay.
+func testDeliveriesRelease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/app")
+	mine, theirs := delivery(r, "gantry"), delivery(r, "gantry/test")
+	enqueue(t, s, mine, theirs)
+	if got, err := s.ClaimDeliveries(ctx, "server-a", 1, time.Hour); err != nil || len(got) != 1 || got[0].ClaimedBy != "server-a" {
+		t.Fatalf("ClaimDeliveries(server-a) = %+v, %v", got, err)
+	}
+	if got, err := s.ClaimDeliveries(ctx, "server-b", 1, time.Hour); err != nil || len(got) != 1 {
+		t.Fatalf("ClaimDeliveries(server-b) = %+v, %v", got, err)
+	}
+	n, err := s.ReleaseDeliveries(ctx, "server-a")
+	if err != nil || n != 1 {
+		t.Fatalf("ReleaseDeliveries(server-a) = %d, %v; want 1", n, err)
+	}
+	got := claim(t, s, 10, time.Hour)
+	if len(got) != 1 || got[0].ID != mine.ID || got[0].Attempts != 2 {
+		t.Errorf("claim after the release = %+v, want %d again, at attempt 2", got, mine.ID)
+	}
+	if st := stateOf(t, s, theirs.ID); st.State != store.DeliverySending || st.ClaimedBy != "server-b" {
+		t.Errorf("another server's claim after the release = %s by %q, want sending by server-b", st.State, st.ClaimedBy)
+	}
+	if n, err := s.ReleaseDeliveries(ctx, "server-c"); err != nil || n != 0 {
+		t.Errorf("ReleaseDeliveries(server-c) = %d, %v; want 0", n, err)
+	}
+}
+
 func testDeliveriesCoalesce(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	r := newRepo(t, s, "acme/app")
@@ -322,12 +352,12 @@ func testDeliveriesClaimConcurrent(t *testing.T, s store.Store) {
 	var mu sync.Mutex
 	seen := map[int64]int{}
 	var wg sync.WaitGroup
-	for range 6 {
+	for i := range 6 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				got, err := s.ClaimDeliveries(t.Context(), 3, time.Minute)
+				got, err := s.ClaimDeliveries(t.Context(), fmt.Sprint("server-", i), 3, time.Minute)
 				if err != nil {
 					t.Errorf("ClaimDeliveries() = %v", err)
 					return

@@ -40,6 +40,7 @@ CREATE TABLE deliveries (
 	state           text        NOT NULL,
 	attempts        integer     NOT NULL,
 	next_attempt_at timestamptz NOT NULL,
+	claimed_by      text        NOT NULL,
 	lease_token     bigint      NOT NULL,
 	lease_expires   timestamptz,
 	last_status     integer     NOT NULL,

@@ -38,6 +38,7 @@ CREATE TABLE deliveries (
 	state           TEXT    NOT NULL,
 	attempts        INTEGER NOT NULL,
 	next_attempt_at INTEGER NOT NULL,
+	claimed_by      TEXT    NOT NULL,
 	lease_token     INTEGER NOT NULL,
 	lease_expires   INTEGER,
 	last_status     INTEGER NOT NULL,
