@@ -50,6 +50,8 @@ func commands() []command {
 		{"role", "grant or revoke roles on repos, list them (role grant|revoke|list)", roleCmd},
 		{"whoami", "print who your token acts for and your roles", whoamiCmd},
 		{"audit", "list who changed what, when and why; audit verify checks the log was not altered", auditCmd},
+		{"hook", "subscribe URLs to build events: signed JSON or chat messages (hook add|list|rm)", hookCmd},
+		{"deliveries", "list commit statuses and hook events sent, or still to send, and how each went", deliveriesCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

@@ -91,6 +91,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.route(mux, "DELETE /api/v1/locks/{name}", adminOnly, h.deleteLock)
 	h.route(mux, "GET /api/v1/audit", adminOnly, h.listAudit)
 	h.route(mux, "GET /api/v1/audit/verify", adminOnly, h.verifyAudit)
+	h.route(mux, "GET /api/v1/deliveries", viewer(repoQuery), h.listDeliveries)
+	h.route(mux, "POST /api/v1/hooks", adminOnly, h.addHook)
+	h.route(mux, "GET /api/v1/hooks", adminOnly, h.listHooks)
+	h.route(mux, "DELETE /api/v1/hooks/{id}", adminOnly, h.deleteHook)
+	// Status badges, for READMEs: no token.
+	mux.Handle("GET /badge/{repo...}", h.handle(h.badge))
 	h.registerUsers(mux)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
@@ -279,6 +285,9 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	case in.WebhookSecret == "":
 		return badRequestf("webhook_secret is required: unsigned webhooks are never accepted")
 	}
+	if err := checkAPIURL(in.APIURL); err != nil {
+		return err
+	}
 	if in.Forge == "" {
 		in.Forge = "github"
 	}
@@ -292,7 +301,8 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if in.DefaultBranch == "" {
 		in.DefaultBranch = "main"
 	}
-	rp := &store.Repo{Name: in.Name, CloneURL: in.CloneURL, Forge: in.Forge, WebhookSecret: in.WebhookSecret, DefaultBranch: in.DefaultBranch}
+	rp := &store.Repo{Name: in.Name, CloneURL: in.CloneURL, Forge: in.Forge, WebhookSecret: in.WebhookSecret, DefaultBranch: in.DefaultBranch,
+		APIURL: strings.TrimSuffix(in.APIURL, "/")}
 	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
 		return err
 	}
