@@ -40,6 +40,7 @@ type testServer struct {
 	cmd     *exec.Cmd
 	stderr  *lockedWriter // the server's stderr, read while it writes
 	stopped bool
+	env     []string // more environment for the server
 }
 
 func freeAddr(t testing.TB) string {
@@ -69,7 +70,7 @@ func (s *testServer) start(extra ...string) {
 	s.stderr = &lockedWriter{w: &bytes.Buffer{}}
 	s.cmd.Stdout = io.Discard
 	s.cmd.Stderr = s.stderr
-	s.cmd.Env = append(os.Environ(), "GANTRY_ADMIN_TOKEN="+testToken)
+	s.cmd.Env = append(append(os.Environ(), "GANTRY_ADMIN_TOKEN="+testToken), s.env...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

@@ -287,8 +287,8 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 		"GET /api/v1/hooks": func(e *accessEnv) tc { return tc{"GET", "/api/v1/hooks", nil, "root"} },
 		"DELETE /api/v1/hooks/{id}": func(e *accessEnv) tc {
 			h := &store.Hook{URL: "https://hooks.example.com/in", Secret: "s3cret-s3cret-s3cret", Events: []string{"*"}, Format: store.HookJSON}
-			if err := e.st.CreateHook(t.Context(), h); err != nil {
-				t.Fatal(err)
+			if err := e.st.CreateHook(context.Background(), h); err != nil {
+				panic(err)
 			}
 			return tc{"DELETE", fmt.Sprintf("/api/v1/hooks/%d", h.ID), nil, "root"}
 		},

@@ -157,11 +157,12 @@ type Outbox interface {
 	// Each becomes sending by claimer with a new LeaseToken, Attempts one
 	// higher and LeaseExpires = now + ttl.
 	//
-	// Deliveries to a held host are left (HoldDeliveries). Of deliveries
-	// with one CoalesceKey, one that a newer one follows is superseded
-	// rather than claimed, and one that an older one still being sent
-	// precedes waits. No delivery is claimed by two callers at once, on
-	// any server. It never waits for another caller's claim.
+	// One host gets one delivery at a time: a delivery to a host another
+	// one is being sent to (under a live lease) waits, as do deliveries
+	// to a held host (HoldDeliveries). Of deliveries with one CoalesceKey,
+	// one that a newer one follows is superseded rather than claimed. No
+	// delivery is claimed by two callers at once, on any server. It never
+	// waits for another caller's claim.
 	ClaimDeliveries(ctx context.Context, claimer string, limit int, ttl time.Duration) ([]*Delivery, error)
 	// ReleaseDeliveries makes the deliveries claimer is sending pending
 	// and due at once, and returns how many: a server that starts takes

@@ -20,6 +20,11 @@ import (
 // in progress and then sees them sending, so a delivery being sent is
 // never marked superseded under its sender.
 
+// hostLockSpace is the first key of the advisory locks ClaimDeliveries
+// takes per host (the second is the host's hash), apart from any other
+// advisory lock.
+const hostLockSpace int32 = 0x6761_6e74 // "gant"
+
 // EnqueueDeliveries stores ds in one transaction; see store.Outbox.
 func (s *Store) EnqueueDeliveries(ctx context.Context, ds []*store.Delivery) error {
 	created := now()
@@ -122,6 +127,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 		rows, err := tx.Query(ctx, `SELECT `+deliveryColumns+` FROM deliveries AS d LEFT JOIN repos AS r ON r.id = d.repo_id
 			WHERE ((d.state = 'pending' AND d.next_attempt_at <= $1) OR (d.state = 'sending' AND d.lease_expires <= $1))
 			AND NOT EXISTS (SELECT 1 FROM delivery_holds AS h WHERE h.host = d.host AND h.until > $1)
+			AND NOT EXISTS (SELECT 1 FROM deliveries AS o WHERE o.host = d.host AND o.state = 'sending' AND o.lease_expires > $1)
 			ORDER BY d.next_attempt_at, d.id LIMIT $2
 			FOR UPDATE OF d SKIP LOCKED`, t, limit*4+16)
 		if err != nil {
@@ -131,9 +137,24 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 		if err != nil {
 			return err
 		}
+		// One per host. Two servers claiming at once could each pick one
+		// for the same host before either commits: a host's advisory lock,
+		// held to the end of the claim, lets only one of them.
+		hosts := map[string]bool{}
 		for _, d := range cands {
 			if len(out) == limit {
 				break
+			}
+			if _, seen := hosts[d.Host]; seen {
+				continue
+			}
+			var locked bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, hashtext($2))`, hostLockSpace, d.Host).Scan(&locked); err != nil {
+				return err
+			}
+			if !locked {
+				hosts[d.Host] = false
+				continue
 			}
 			if d.CoalesceKey != "" {
 				var newer, busy bool
@@ -159,6 +180,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 				lease_expires = $4 WHERE id = $5`, d.Attempts, claimer, d.LeaseToken, d.LeaseExpires, d.ID); err != nil {
 				return err
 			}
+			hosts[d.Host] = true
 			out = append(out, d)
 		}
 		return nil

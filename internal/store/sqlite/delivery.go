@@ -127,6 +127,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 		rows, err := tx.QueryContext(ctx, deliverySelect+`
 			WHERE ((d.state = 'pending' AND d.next_attempt_at <= ?1) OR (d.state = 'sending' AND d.lease_expires <= ?1))
 			AND NOT EXISTS (SELECT 1 FROM delivery_holds AS h WHERE h.host = d.host AND h.until > ?1)
+			AND NOT EXISTS (SELECT 1 FROM deliveries AS o WHERE o.host = d.host AND o.state = 'sending' AND o.lease_expires > ?1)
 			ORDER BY d.next_attempt_at, d.id LIMIT ?2`, n, limit*4+16)
 		if err != nil {
 			return err
@@ -144,9 +145,13 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		hosts := map[string]bool{} // one per host
 		for _, d := range cands {
 			if len(out) == limit {
 				break
+			}
+			if hosts[d.Host] {
+				continue
 			}
 			if d.CoalesceKey != "" {
 				var newer, busy bool
@@ -171,6 +176,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 				lease_expires = ? WHERE id = ?`, d.Attempts, claimer, d.LeaseToken, nanos(d.LeaseExpires), d.ID); err != nil {
 				return err
 			}
+			hosts[d.Host] = true
 			out = append(out, d)
 		}
 		return nil

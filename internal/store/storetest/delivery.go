@@ -5,7 +5,9 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,15 +28,19 @@ var outboxTests = []struct {
 	{"DeliveriesRelease", testDeliveriesRelease},
 	{"DeliveriesCoalesce", testDeliveriesCoalesce},
 	{"DeliveriesHold", testDeliveriesHold},
+	{"DeliveriesOnePerHost", testDeliveriesOnePerHost},
 	{"DeliveriesClaimConcurrent", testDeliveriesClaimConcurrent},
 	{"DeliveriesFilterAndPrune", testDeliveriesFilterAndPrune},
 	{"Hooks", testHooks},
 	{"LatestBuild", testLatestBuild},
 }
 
+// delivery is a pending delivery about event, to a host of the event's
+// own unless mods set one (one host gets one delivery at a time).
 func delivery(r *store.Repo, event string, mods ...func(*store.Delivery)) *store.Delivery {
+	host := strings.NewReplacer("/", "-", ".", "-").Replace(event) + ".example.com"
 	d := &store.Delivery{Kind: store.DeliveryStatus, RepoID: r.ID, BuildID: 7, Forge: "github", Event: event,
-		URL: "https://api.example.com/repos/acme/app/statuses/abc", Host: "api.example.com",
+		URL: "https://" + host + "/repos/acme/app/statuses/abc", Host: host,
 		Headers: map[string]string{"Accept": "application/vnd.github+json"}, Payload: []byte(`{"state":"pending"}`)}
 	for _, m := range mods {
 		m(d)
@@ -315,7 +321,7 @@ func testDeliveriesCoalesce(t *testing.T, s store.Store) {
 func testDeliveriesHold(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	r := newRepo(t, s, "acme/app")
-	gh := delivery(r, "gantry")
+	gh := delivery(r, "gantry", func(d *store.Delivery) { d.Host = "api.example.com" })
 	hook := delivery(r, "build.finished", func(d *store.Delivery) { d.Host = "hooks.example.com" })
 	enqueue(t, s, gh, hook)
 	if err := s.HoldDeliveries(ctx, "api.example.com", time.Now().Add(time.Hour)); err != nil {
@@ -336,6 +342,72 @@ func testDeliveriesHold(t *testing.T, s store.Store) {
 	enqueue(t, s, d)
 	if got := claim(t, s, 10, time.Minute); len(got) != 1 || got[0].ID != d.ID {
 		t.Errorf("claim past a hold's end = %v, want %d", ids(got), d.ID)
+	}
+}
+
+// One host gets one delivery at a time, however many claim at once.
+func testDeliveriesOnePerHost(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/app")
+	a := delivery(r, "a", func(d *store.Delivery) { d.Host = "api.example.com" })
+	b := delivery(r, "b", func(d *store.Delivery) { d.Host = "api.example.com" })
+	other := delivery(r, "c", func(d *store.Delivery) { d.Host = "hooks.example.com" })
+	enqueue(t, s, a, b, other)
+	got := claim(t, s, 10, time.Minute)
+	if diff := cmp.Diff([]int64{a.ID, other.ID}, ids(got)); diff != "" {
+		t.Fatalf("claim of two deliveries to one host and one to another (-want +got):\n%s", diff)
+	}
+	if got := claim(t, s, 10, time.Minute); len(got) != 0 {
+		t.Errorf("claim while api.example.com has one on the wire = %v, want none", ids(got))
+	}
+	got[0].State = store.DeliveryDelivered
+	if err := s.FinishDelivery(ctx, got[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := claim(t, s, 10, time.Minute); len(got) != 1 || got[0].ID != b.ID {
+		t.Errorf("claim once the host is free = %v, want %d", ids(got), b.ID)
+	}
+
+	// Many claimers (servers) at once: never two on the wire to one host.
+	var ds []*store.Delivery
+	for i := range 20 {
+		ds = append(ds, delivery(r, fmt.Sprint("x", i), func(d *store.Delivery) { d.Host = "busy.example.com" }))
+	}
+	enqueue(t, s, ds...)
+	var onWire, claimed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(20 * time.Second)
+			for claimed.Load() < 20 && time.Now().Before(deadline) {
+				got, err := s.ClaimDeliveries(ctx, fmt.Sprint("server-", i), 3, time.Minute)
+				if err != nil {
+					t.Errorf("ClaimDeliveries() = %v", err)
+					return
+				}
+				for _, d := range got {
+					if d.Host != "busy.example.com" {
+						continue
+					}
+					if n := onWire.Add(1); n != 1 {
+						t.Errorf("%d deliveries to one host on the wire at once", n)
+					}
+					claimed.Add(1)
+					time.Sleep(time.Millisecond)
+					onWire.Add(-1)
+					d.State = store.DeliveryDelivered
+					if err := s.FinishDelivery(ctx, d); err != nil {
+						t.Errorf("FinishDelivery() = %v", err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if claimed.Load() != 20 {
+		t.Errorf("%d of 20 deliveries to one host claimed", claimed.Load())
 	}
 }
 
