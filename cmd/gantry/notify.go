@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/issue"
 	"github.com/gantry-ci/gantry/internal/notify"
 )
 
@@ -187,6 +188,55 @@ credentials: recorded once).`, stdout, stderr)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, orDash(d.Repo), build, d.Kind, d.Event, d.State,
 			d.Attempts, last, when, orDash(errText))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func issueCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("issue", "issue KEY [--limit N]",
+		`Lists the builds that name an issue key, newest first: a tracker key such as
+ABC-123 (Jira, YouTrack, Linear) or a forge reference such as #123, found in the
+build's branch name, pull request title or commit message when it was built.
+Quote #123 for the shell.`, stdout, stderr)
+	cf := addClientFlags(fs)
+	limit := fs.Int("limit", 50, "at most `N` builds")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if !needArgs(fs, 1, "one issue KEY", stderr) {
+		return exitUsage
+	}
+	key := fs.Arg(0)
+	if !issue.Valid(key) {
+		fmt.Fprintf(stderr, "gantry issue: %q is not an issue key: want one such as ABC-123 or #123\n", key)
+		return exitUsage
+	}
+	c, ok := cf.client(stderr)
+	if !ok {
+		return exitUsage
+	}
+	builds, err := c.IssueBuilds(context.Background(), key, *limit)
+	if err != nil {
+		return fail(stderr, "issue", err)
+	}
+	if cf.json() {
+		printJSON(stdout, builds)
+		return exitOK
+	}
+	if len(builds) == 0 {
+		fmt.Fprintf(stdout, "no build names %s\n", key)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tREPO\t#\tSTATUS\tBRANCH\tCOMMIT\tCREATED")
+	for _, b := range builds {
+		ref := b.Branch
+		if b.Tag != "" {
+			ref = b.Tag
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", b.ID, b.Repo, b.Number, b.Status, ref, shortSHA(b.Commit),
+			b.CreatedAt.Local().Format(time.DateTime))
 	}
 	tw.Flush()
 	return exitOK

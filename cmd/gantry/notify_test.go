@@ -588,3 +588,73 @@ func TestServerBadge(t *testing.T) {
 		t.Errorf("badge of feature = %d %s, want failing", code, body)
 	}
 }
+
+// githubPushWith is a signed GitHub push whose head commit has message.
+func githubPushWith(t *testing.T, repo, branch, sha, id, secret, message string) delivery {
+	t.Helper()
+	doc := fixture(t, "github/push.json")
+	set(doc, "repository.full_name", repo)
+	set(doc, "ref", "refs/heads/"+branch)
+	set(doc, "after", sha)
+	set(doc, "head_commit.id", sha)
+	set(doc, "head_commit.message", message)
+	body, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return delivery{forge: "github", body: body, headers: map[string]string{"Content-Type": "application/json",
+		"X-GitHub-Event": "push", "X-GitHub-Delivery": id, "X-Hub-Signature-256": "sha256=" + hmacHex(secret, body)}}
+}
+
+// Issue keys in branch names and commit messages find their builds.
+func TestServerIssueLinks(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": helloPipeline})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	first := s.send(githubPushWith(t, "acme/app", "feature/OPS-12-login", sha, "i1", "k", "Fix the login (ABC-3)\n\nCloses #7")).body.Builds[0].ID
+	second := s.send(githubPushWith(t, "acme/app", "main", sha, "i2", "k", "Merge OPS-12, UTF-8 names")).body.Builds[0].ID
+	s.waitBuild(first, 30*time.Second)
+	s.waitBuild(second, 30*time.Second)
+
+	ids := func(key string) []int64 {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, errOut, code := s.cli("issue", key, "--output", "json")
+			var builds []api.Build
+			if code != 0 || json.Unmarshal([]byte(out), &builds) != nil {
+				t.Fatalf("gantry issue %s = %d %q %q", key, code, out, errOut)
+			}
+			var got []int64
+			for _, b := range builds {
+				got = append(got, b.ID)
+			}
+			if len(got) > 0 || time.Now().After(deadline) {
+				return got
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if got := ids("OPS-12"); fmt.Sprint(got) != fmt.Sprint([]int64{second, first}) {
+		t.Errorf("builds of OPS-12 = %v, want [%d %d]", got, second, first)
+	}
+	if got := ids("#7"); fmt.Sprint(got) != fmt.Sprint([]int64{first}) {
+		t.Errorf("builds of #7 = %v, want [%d]", got, first)
+	}
+	if got := ids("ABC-3"); fmt.Sprint(got) != fmt.Sprint([]int64{first}) {
+		t.Errorf("builds of ABC-3 = %v, want [%d]", got, first)
+	}
+	out, _, code := s.cli("issue", "OPS-12")
+	if code != 0 || !strings.HasPrefix(out, "ID  ") || !strings.Contains(out, "feature/OPS-12-login") {
+		t.Errorf("gantry issue OPS-12 = %d\n%s", code, out)
+	}
+	if out, _, code := s.cli("issue", "NOPE-1"); code != 0 || out != "no build names NOPE-1\n" {
+		t.Errorf("gantry issue NOPE-1 = %d %q", code, out)
+	}
+	if _, errOut, code := s.cli("issue", "UTF-8"); code != 2 || !strings.Contains(errOut, `"UTF-8" is not an issue key`) {
+		t.Errorf("gantry issue UTF-8 = %d %q, want 2 and why", code, errOut)
+	}
+}

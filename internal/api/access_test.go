@@ -285,6 +285,9 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 			return tc{"POST", "/api/v1/hooks", api.NewHook{URL: "https://hooks.example.com/in", Events: []string{"build.*"}}, "root"}
 		},
 		"GET /api/v1/hooks": func(e *accessEnv) tc { return tc{"GET", "/api/v1/hooks", nil, "root"} },
+		"GET /api/v1/issues/{key}/builds": func(e *accessEnv) tc {
+			return tc{"GET", "/api/v1/issues/OPS-1/builds?repo=acme/web", nil, "viewer"}
+		},
 		"DELETE /api/v1/hooks/{id}": func(e *accessEnv) tc {
 			h := &store.Hook{URL: "https://hooks.example.com/in", Secret: "s3cret-s3cret-s3cret", Events: []string{"*"}, Format: store.HookJSON}
 			if err := e.st.CreateHook(context.Background(), h); err != nil {

@@ -1,7 +1,7 @@
 // Package notify tells the world what builds do: it posts commit statuses
 // to the forge (one for the build, one per job) and events to hooks
-// (signed JSON, or Slack-compatible chat messages), and renders status
-// badges.
+// (signed JSON, or Slack-compatible chat messages), renders status
+// badges, and records the issue keys builds name.
 //
 // Every such POST is a delivery, stored in the outbox (store.Outbox)
 // before it is sent, then claimed, sent and retried with backoff by
@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/forge"
+	"github.com/gantry-ci/gantry/internal/issue"
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
@@ -137,7 +138,7 @@ type Notifier struct {
 
 	mu      sync.Mutex
 	seen    map[int64]seenBuild // last fingerprint per build, to skip no-op changes
-	queue   []*store.Build      // changes not yet stored, oldest first
+	queue   []change            // changes not yet stored, oldest first
 	warned  map[string]bool     // repos whose missing credentials were logged
 	stopped bool
 
@@ -187,6 +188,7 @@ func (n *Notifier) Changed(b *store.Build) {
 		n.mu.Unlock()
 		return
 	}
+	_, known := n.seen[b.ID]
 	n.seen[b.ID] = seenBuild{fp, store.Finished(b.Status)}
 	if len(n.seen) > 4096 {
 		for id, s := range n.seen {
@@ -195,7 +197,7 @@ func (n *Notifier) Changed(b *store.Build) {
 			}
 		}
 	}
-	n.queue = append(n.queue, snapshot(b))
+	n.queue = append(n.queue, change{snapshot(b), !known})
 	if len(n.queue) > maxQueue {
 		n.queue = latest(n.queue)
 	}
@@ -210,16 +212,24 @@ func (n *Notifier) Changed(b *store.Build) {
 // is then.
 const maxQueue = 10000
 
+// change is a build as it was when it changed; first marks the first
+// change of it this server saw, whose issue keys it records.
+type change struct {
+	b     *store.Build
+	first bool
+}
+
 // latest keeps the last change of each build in q, in order.
-func latest(q []*store.Build) []*store.Build {
-	last := map[int64]int{}
-	for i, b := range q {
-		last[b.ID] = i
+func latest(q []change) []change {
+	last, first := map[int64]int{}, map[int64]bool{}
+	for i, c := range q {
+		last[c.b.ID] = i
+		first[c.b.ID] = first[c.b.ID] || c.first
 	}
-	var out []*store.Build
-	for i, b := range q {
-		if last[b.ID] == i {
-			out = append(out, b)
+	var out []change
+	for i, c := range q {
+		if last[c.b.ID] == i {
+			out = append(out, change{c.b, first[c.b.ID]})
 		}
 	}
 	return out
@@ -347,9 +357,16 @@ func (n *Notifier) enqueueBatch(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	ds, err := n.deliveries(ctx, batch)
+	builds := make([]*store.Build, len(batch))
+	for i, c := range batch {
+		builds[i] = c.b
+	}
+	ds, err := n.deliveries(ctx, builds)
 	if err == nil {
 		err = n.st.EnqueueDeliveries(ctx, ds)
+	}
+	if err == nil {
+		n.linkIssues(ctx, batch)
 	}
 	if err != nil {
 		n.mu.Lock()
@@ -393,6 +410,24 @@ func (n *Notifier) deliveries(ctx context.Context, batch []*store.Build) ([]*sto
 		out = append(out, hs...)
 	}
 	return out, nil
+}
+
+// linkIssues records the issue keys the branch, title and commit
+// message of each build first seen name. A failure is logged: the links
+// are an index, not a promise.
+func (n *Notifier) linkIssues(ctx context.Context, batch []change) {
+	for _, c := range batch {
+		if !c.first {
+			continue
+		}
+		keys := issue.Keys(c.b.Branch, c.b.Title, c.b.Message)
+		if len(keys) == 0 {
+			continue
+		}
+		if err := n.st.LinkIssues(ctx, c.b.ID, keys); err != nil && !errors.Is(err, store.ErrNotFound) {
+			n.opts.Log.LogAttrs(ctx, slog.LevelWarn, "link issues", slog.Int64("build", c.b.ID), slog.Any("err", err))
+		}
+	}
 }
 
 // notice is a skipped delivery recorded once per repo and reason, to say

@@ -587,3 +587,24 @@ var sortStrings = cmp.Transformer("sort", func(in []string) []string {
 	}
 	return out
 })
+
+// The issue keys a build's branch, title and commit message name are
+// recorded with it.
+func TestIssueLinks(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	r := newRepo(t, st, "acme/app", "github", "")
+	n := start(t, st, notify.Options{Credentials: func(context.Context, string) (string, error) { return "", nil }})
+	b := newBuild(t, st, r, "feature/OPS-12-retry")
+	b.Title, b.Message = "Retry deliveries", "Retry on 5xx (ABC-3, UTF-8 safe)\n\nCloses #7"
+	n.Changed(b)
+	n.Changed(set(b, store.StatusRunning, store.StatusRunning, store.StatusPending))
+	var got []string
+	waitFor(t, 5*time.Second, "the links", func() bool {
+		got, _ = st.BuildIssues(t.Context(), b.ID)
+		return len(got) > 0
+	})
+	if diff := cmp.Diff([]string{"#7", "ABC-3", "OPS-12"}, got); diff != "" {
+		t.Errorf("issues of the build (-want +got):\n%s", diff)
+	}
+}

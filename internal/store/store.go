@@ -326,6 +326,8 @@ type Store interface {
 
 	// Outbox: deliveries to forges and hooks (delivery.go).
 	Outbox
+	// IssueLinks: the issue keys builds name (issue.go).
+	IssueLinks
 
 	// Close releases the store's resources.
 	Close() error

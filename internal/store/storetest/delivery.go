@@ -33,6 +33,7 @@ var outboxTests = []struct {
 	{"DeliveriesFilterAndPrune", testDeliveriesFilterAndPrune},
 	{"Hooks", testHooks},
 	{"LatestBuild", testLatestBuild},
+	{"IssueLinks", testIssueLinks},
 }
 
 // delivery is a pending delivery about event, to a host of the event's
@@ -608,5 +609,59 @@ func testLatestBuild(t *testing.T, s store.Store) {
 		case tc.want != 0 && (err != nil || got.ID != tc.want || got.Repo != "acme/app" || got.Commit == ""):
 			t.Errorf("LatestBuild(%s, before %d, %v) = %+v, %v; want build %d", tc.branch, tc.before, tc.statuses, got, err, tc.want)
 		}
+	}
+}
+
+func testIssueLinks(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/app")
+	a := newBuild(t, s, r, []*store.Job{queued("test", 0)})
+	b := newBuild(t, s, r, nil)
+	other := newBuild(t, s, newRepo(t, s, "acme/other"), nil)
+	for id, keys := range map[int64][]string{a.ID: {"OPS-7", "#12"}, b.ID: {"OPS-7"}, other.ID: {"OPS-7", "ABC-1"}} {
+		if err := s.LinkIssues(ctx, id, keys); err != nil {
+			t.Fatalf("LinkIssues(%d) = %v", id, err)
+		}
+	}
+	// Again, and with nothing: no change, no error.
+	if err := s.LinkIssues(ctx, a.ID, []string{"#12", "OPS-7"}); err != nil {
+		t.Errorf("LinkIssues() again = %v", err)
+	}
+	if err := s.LinkIssues(ctx, a.ID, nil); err != nil {
+		t.Errorf("LinkIssues(no keys) = %v", err)
+	}
+	if err := s.LinkIssues(ctx, 999999, []string{"X-1"}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("LinkIssues(missing build) = %v, want ErrNotFound", err)
+	}
+	got, err := s.BuildIssues(ctx, a.ID)
+	if err != nil || !cmp.Equal(got, []string{"#12", "OPS-7"}) {
+		t.Errorf("BuildIssues(a) = %q, %v", got, err)
+	}
+	builds, err := s.IssueBuilds(ctx, "OPS-7", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotIDs []int64
+	for _, bb := range builds {
+		gotIDs = append(gotIDs, bb.ID)
+	}
+	if diff := cmp.Diff([]int64{other.ID, b.ID, a.ID}, gotIDs); diff != "" {
+		t.Errorf("IssueBuilds(OPS-7) (-want +got):\n%s", diff)
+	}
+	if len(builds) == 3 && (builds[2].Repo != "acme/app" || len(builds[2].Jobs) != 1 || builds[2].Jobs[0].Name != "test") {
+		t.Errorf("IssueBuilds gave %+v, want the build with its repo and jobs", builds[2])
+	}
+	if builds, err := s.IssueBuilds(ctx, "OPS-7", 1); err != nil || len(builds) != 1 || builds[0].ID != other.ID {
+		t.Errorf("IssueBuilds(limit 1) = %v, %v", builds, err)
+	}
+	if builds, err := s.IssueBuilds(ctx, "NOPE-1", 0); err != nil || len(builds) != 0 {
+		t.Errorf("IssueBuilds(unknown) = %v, %v; want none", builds, err)
+	}
+	// A removed repo takes its builds' links along.
+	if err := s.DeleteRepo(ctx, "acme/other"); err != nil {
+		t.Fatal(err)
+	}
+	if builds, _ := s.IssueBuilds(ctx, "ABC-1", 0); len(builds) != 0 {
+		t.Errorf("IssueBuilds after the repo was removed = %v", builds)
 	}
 }

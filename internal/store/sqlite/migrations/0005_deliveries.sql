@@ -62,3 +62,12 @@ CREATE TABLE delivery_holds (
 
 -- For LatestBuild: the newest build of a branch in some statuses.
 CREATE INDEX builds_repo_branch_status ON builds (repo_id, branch, status, id);
+
+-- build_issues: the issue keys (ABC-123, #123) a build's branch, title and
+-- commit message name.
+CREATE TABLE build_issues (
+	issue    TEXT    NOT NULL,
+	build_id INTEGER NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
+	PRIMARY KEY (issue, build_id)
+) WITHOUT ROWID;
+CREATE INDEX build_issues_build ON build_issues (build_id);
