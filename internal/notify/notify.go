@@ -140,6 +140,7 @@ type Notifier struct {
 	seen    map[int64]seenBuild // last fingerprint per build, to skip no-op changes
 	queue   []change            // changes not yet stored, oldest first
 	warned  map[string]bool     // repos whose missing credentials were logged
+	noticed map[string]bool     // notices stored, by dedupe key
 	stopped bool
 
 	enqueueWake chan struct{}
@@ -162,7 +163,7 @@ func New(st store.Store, opts Options) *Notifier {
 	opts.defaults()
 	return &Notifier{
 		st: st, opts: opts,
-		seen: map[int64]seenBuild{}, warned: map[string]bool{},
+		seen: map[int64]seenBuild{}, warned: map[string]bool{}, noticed: map[string]bool{},
 		enqueueWake: make(chan struct{}, 1), sendWake: make(chan struct{}, 1), stopEnqueue: make(chan struct{}),
 	}
 }
@@ -362,10 +363,17 @@ func (n *Notifier) enqueueBatch(ctx context.Context) error {
 		builds[i] = c.b
 	}
 	ds, err := n.deliveries(ctx, builds)
-	if err == nil {
+	if err == nil && len(ds) > 0 {
 		err = n.st.EnqueueDeliveries(ctx, ds)
 	}
 	if err == nil {
+		n.mu.Lock()
+		for _, d := range ds {
+			if d.State == store.DeliverySkipped {
+				n.noticed[d.DedupeKey] = true
+			}
+		}
+		n.mu.Unlock()
 		n.linkIssues(ctx, batch)
 	}
 	if err != nil {
@@ -433,14 +441,18 @@ func (n *Notifier) linkIssues(ctx context.Context, batch []change) {
 // notice is a skipped delivery recorded once per repo and reason, to say
 // in `gantry deliveries` why nothing is sent; it is logged once per
 // server.
-func (n *Notifier) notice(ctx context.Context, repo *store.Repo, key, event, why string) *store.Delivery {
+func (n *Notifier) notice(ctx context.Context, repo *store.Repo, key, event, why string) []*store.Delivery {
+	dedupe := fmt.Sprintf("%s:%d", key, repo.ID)
 	n.mu.Lock()
-	first := !n.warned[key+":"+repo.Name]
-	n.warned[key+":"+repo.Name] = true
+	first, stored := !n.warned[dedupe], n.noticed[dedupe]
+	n.warned[dedupe] = true
 	n.mu.Unlock()
 	if first {
 		n.opts.Log.LogAttrs(ctx, slog.LevelWarn, "commit statuses not posted", slog.String("repo", repo.Name), slog.String("reason", why))
 	}
-	return &store.Delivery{Kind: store.DeliveryStatus, RepoID: repo.ID, Forge: repo.Forge, Event: event,
-		State: store.DeliverySkipped, LastError: why, DedupeKey: fmt.Sprintf("%s:%d", key, repo.ID), Payload: []byte{}}
+	if stored {
+		return nil
+	}
+	return []*store.Delivery{{Kind: store.DeliveryStatus, RepoID: repo.ID, Forge: repo.Forge, Event: event,
+		State: store.DeliverySkipped, LastError: why, DedupeKey: dedupe, Payload: []byte{}}}
 }

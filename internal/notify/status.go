@@ -30,14 +30,6 @@ func (n *Notifier) statuses(ctx context.Context, repo *store.Repo, b *store.Buil
 	if !ok {
 		return nil
 	}
-	api := repo.APIURL
-	if api == "" {
-		var err error
-		if api, err = rep.APIURL(repo.CloneURL, repo.Name); err != nil {
-			return []*store.Delivery{n.notice(ctx, repo, "noapi", BuildContext,
-				fmt.Sprintf("%v: set the API URL with gantry repo add --api-url", err))}
-		}
-	}
 	token, err := n.opts.Credentials(ctx, repo.Name)
 	switch {
 	case err != nil:
@@ -48,7 +40,14 @@ func (n *Notifier) statuses(ctx context.Context, repo *store.Repo, b *store.Buil
 		if n.opts.CredentialsHint != "" {
 			why += " (" + n.opts.CredentialsHint + ")"
 		}
-		return []*store.Delivery{n.notice(ctx, repo, "nocreds", BuildContext, why)}
+		return n.notice(ctx, repo, "nocreds", BuildContext, why)
+	}
+	api := repo.APIURL
+	if api == "" {
+		var err error
+		if api, err = rep.APIURL(repo.CloneURL, repo.Name); err != nil {
+			return n.notice(ctx, repo, "noapi", BuildContext, fmt.Sprintf("%v: set the API URL with gantry repo add --api-url", err))
+		}
 	}
 	host := hostOf(api)
 	ref := b.Branch
