@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/api"
+	"github.com/gantry-ci/gantry/internal/store/postgres/pgtest"
 )
 
 // startServerEnv is startServer with more environment for the server.
@@ -656,5 +657,60 @@ func TestServerIssueLinks(t *testing.T) {
 	}
 	if _, errOut, code := s.cli("issue", "UTF-8"); code != 2 || !strings.Contains(errOut, `"UTF-8" is not an issue key`) {
 		t.Errorf("gantry issue UTF-8 = %d %q, want 2 and why", code, errOut)
+	}
+}
+
+// Two servers on one PostgreSQL database, both sending: every status
+// reaches the forge once.
+func TestServerPostgresStatusesOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.URL(t)
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": helloPipeline})
+	f := &fakeForge{forge: "gitlab", api: forgeAPIs["gitlab"], path: docPath("gitlab", "acme/app", sha)}
+	fake := httptest.NewServer(f)
+	t.Cleanup(fake.Close)
+	env := []string{"GANTRY_FORGE_TOKEN=tok"}
+	a := startServerEnv(t, t.TempDir(), env, "--database", db, "--delivery-backoff", "100ms")
+	b := startServerEnv(t, t.TempDir(), env, "--database", db, "--delivery-backoff", "100ms")
+	if _, errOut, code := a.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k", "--forge", "gitlab",
+		"--api-url", fake.URL+"/api/v4"); code != 0 {
+		t.Fatal(errOut)
+	}
+	var ids []int64
+	for i, s := range []*testServer{a, b} {
+		ids = append(ids, s.send(pushDelivery(t, "gitlab", "acme/app", "main", sha, fmt.Sprint("pg", i), "k")).body.Builds[0].ID)
+	}
+	for _, id := range ids {
+		a.waitBuild(id, 60*time.Second)
+	}
+	waitStatuses(t, f, a, 30*time.Second, "success", "gantry", "gantry/test", "gantry/build")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pending := 0
+		for _, d := range deliveriesJSON(t, b) {
+			if d.State == "pending" || d.State == "sending" {
+				pending++
+			}
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			out, _, _ := a.cli("deliveries")
+			t.Fatalf("deliveries still pending:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.check(t)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[string]int{}
+	for _, st := range f.statuses {
+		seen[st["target_url"]+" "+st["name"]+" "+st["state"]+" "+st["description"]]++
+	}
+	for k, n := range seen {
+		if n > 1 {
+			t.Errorf("status %q posted %d times", k, n)
+		}
 	}
 }
