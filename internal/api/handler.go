@@ -307,8 +307,11 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
 		return err
 	}
-	if err := h.audit(r, "repo.add", "repo:"+rp.Name, map[string]string{
-		"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}); err != nil {
+	detail := map[string]string{"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}
+	if rp.APIURL != "" {
+		detail["api_url"] = rp.APIURL // where the forge token goes
+	}
+	if err := h.audit(r, "repo.add", "repo:"+rp.Name, detail); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, RepoOf(rp))

@@ -192,6 +192,16 @@ func (h *Handler) addHook(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.CreateHook(r.Context(), hook); err != nil {
 		return err
 	}
+	detail := map[string]string{"url": notify.Redact(hook.URL, hook.Format), "events": strings.Join(hook.Events, " "), "format": hook.Format}
+	if hook.Repo != "" {
+		detail["repo"] = hook.Repo
+	}
+	if hook.Branch != "" {
+		detail["branch"] = hook.Branch
+	}
+	if err := h.audit(r, "hook.add", fmt.Sprintf("hook:%d", hook.ID), detail); err != nil {
+		return err
+	}
 	out := HookOf(hook)
 	out.Secret = hook.Secret
 	return WriteJSON(w, http.StatusCreated, out)
@@ -215,6 +225,9 @@ func (h *Handler) deleteHook(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := h.Store.DeleteHook(r.Context(), id); err != nil {
+		return err
+	}
+	if err := h.audit(r, "hook.rm", fmt.Sprintf("hook:%d", id), nil); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
