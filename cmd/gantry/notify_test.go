@@ -202,10 +202,20 @@ func deliveriesJSON(t *testing.T, s *testServer, args ...string) []api.Delivery 
 // rate limit, which holds every status until the reset it names.
 func TestServerCommitStatuses(t *testing.T) {
 	t.Parallel()
+	// The forge token is the server's, never a step's.
+	const pipeline = `
+jobs:
+  test:
+    steps:
+      - run: echo "token=${GANTRY_FORGE_TOKEN:-unset}"
+  build:
+    needs: [test]
+    steps: ["echo built"]
+`
 	for _, forgeName := range []string{"github", "gitea", "gitlab", "bitbucket"} {
 		t.Run(forgeName, func(t *testing.T) {
 			t.Parallel()
-			repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": helloPipeline})
+			repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": pipeline})
 			name := "acme/" + forgeName + "-app"
 			f := &fakeForge{forge: forgeName, api: forgeAPIs[forgeName], path: docPath(forgeName, name, sha)}
 			var reset time.Time
@@ -236,6 +246,9 @@ func TestServerCommitStatuses(t *testing.T) {
 			id := a.body.Builds[0].ID
 			if b := s.waitBuild(id, 30*time.Second); b.Status != "success" {
 				t.Fatalf("build = %s, want success", b.Status)
+			}
+			if lines, err := s.client().Logs(context.Background(), id, "test"); err != nil || len(lines) != 1 || lines[0].Line != "token=unset" {
+				t.Errorf("a step saw %+v (%v), want token=unset", lines, err)
 			}
 			final := waitStatuses(t, f, s, 20*time.Second, f.api.success, "gantry", "gantry/test", "gantry/build")
 			f.check(t)

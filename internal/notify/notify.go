@@ -145,11 +145,12 @@ type Notifier struct {
 
 	enqueueWake chan struct{}
 	sendWake    chan struct{}
-	stopEnqueue chan struct{}
+	stopEnqueue chan struct{} // closed by Stop: the enqueue loop ends
+	stopClaim   chan struct{} // closed by Stop: the send loop claims no more
 	cancelSend  context.CancelFunc
-	sendCtx     context.Context
-	done        sync.WaitGroup // the loops
-	inflight    sync.WaitGroup // sends
+	enqueuing   sync.WaitGroup // the enqueue loop
+	claiming    sync.WaitGroup // the send loop
+	inflight    sync.WaitGroup // sends, added to only by the send loop
 	stopOnce    sync.Once
 }
 
@@ -164,7 +165,8 @@ func New(st store.Store, opts Options) *Notifier {
 	return &Notifier{
 		st: st, opts: opts,
 		seen: map[int64]seenBuild{}, warned: map[string]bool{}, noticed: map[string]bool{},
-		enqueueWake: make(chan struct{}, 1), sendWake: make(chan struct{}, 1), stopEnqueue: make(chan struct{}),
+		enqueueWake: make(chan struct{}, 1), sendWake: make(chan struct{}, 1),
+		stopEnqueue: make(chan struct{}), stopClaim: make(chan struct{}),
 	}
 }
 
@@ -278,21 +280,24 @@ func (n *Notifier) Start(ctx context.Context) {
 	} else if k > 0 {
 		n.opts.Log.LogAttrs(ctx, slog.LevelInfo, "deliveries interrupted by a restart are due again", slog.Int("count", k))
 	}
-	n.sendCtx, n.cancelSend = context.WithCancel(context.WithoutCancel(ctx))
-	n.done.Add(2)
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancelSend = cancel
+	n.enqueuing.Add(1)
 	go func() {
-		defer n.done.Done()
+		defer n.enqueuing.Done()
 		n.enqueueLoop()
 	}()
+	n.claiming.Add(1)
 	go func() {
-		defer n.done.Done()
-		n.sendLoop(n.sendCtx)
+		defer n.claiming.Done()
+		n.sendLoop(sendCtx)
 	}()
 }
 
-// Stop stores the changes still queued and stops sending: sends in flight
-// may finish until ctx ends, then they are cancelled and left due for the
-// next server.
+// Stop stores the changes still queued, stops claiming deliveries, and
+// lets the sends in flight finish until ctx ends; then it cancels them,
+// and they are due again at once for the next server (or this one,
+// restarted), like everything not sent yet.
 func (n *Notifier) Stop(ctx context.Context) {
 	n.stopOnce.Do(func() {
 		if n.cancelSend == nil {
@@ -302,20 +307,23 @@ func (n *Notifier) Stop(ctx context.Context) {
 		n.stopped = true
 		n.mu.Unlock()
 		close(n.stopEnqueue)
-		flushed := make(chan struct{})
+		n.enqueuing.Wait()
+		if err := n.enqueueBatch(ctx); err != nil {
+			n.opts.Log.LogAttrs(ctx, slog.LevelError, "changes not stored at stop: their statuses and events are lost", slog.Any("err", err))
+		}
+		close(n.stopClaim)
+		n.claiming.Wait() // no more sends start
+		sent := make(chan struct{})
 		go func() {
 			n.inflight.Wait()
-			close(flushed)
+			close(sent)
 		}()
 		select {
-		case <-flushed:
+		case <-sent:
 		case <-ctx.Done():
 		}
 		n.cancelSend()
-		n.done.Wait()
 		n.inflight.Wait()
-		// The last changes, stored under ctx.
-		n.enqueueBatch(ctx)
 	})
 }
 

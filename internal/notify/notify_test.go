@@ -608,3 +608,57 @@ func TestIssueLinks(t *testing.T) {
 		t.Errorf("issues of the build (-want +got):\n%s", diff)
 	}
 }
+
+// Stop stores what is queued, and does not wait past its ctx for a
+// receiver that hangs: that delivery is due again at once, for the next
+// server.
+func TestStop(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hang) }) }
+	t.Cleanup(release)
+	f := newFake(t, func(n int, r *request) (int, http.Header, string) {
+		<-hang
+		return 201, nil, ""
+	})
+	st := openStore(t)
+	r := newRepo(t, st, "acme/app", "github", f.URL)
+	n := notify.New(st, notify.Options{Name: "a", Reporters: reporters, PublicURL: "http://ci",
+		Credentials: func(context.Context, string) (string, error) { return "tok", nil }})
+	n.Start(t.Context())
+	b := newBuild(t, st, r, "main")
+	n.Changed(b)
+	waitFor(t, 5*time.Second, "a send on the wire", func() bool { return len(f.requests()) > 0 })
+	n.Changed(set(b, store.StatusSuccess, store.StatusSuccess, store.StatusSuccess))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	n.Stop(ctx)
+	n.Stop(ctx) // twice is fine
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("Stop took %v with a hanging receiver, want about its ctx's 200ms", d)
+	}
+	ds := deliveries(t, st, store.DeliveryFilter{})
+	states := map[string]int{}
+	interrupted := 0
+	for _, d := range ds {
+		states[d.State]++
+		if d.LastError == "interrupted: the server stopped" {
+			interrupted++
+		}
+		if d.State == store.DeliveryPending && time.Until(d.NextAttemptAt) > time.Second {
+			t.Errorf("delivery %d is due at %v, want at once", d.ID, d.NextAttemptAt)
+		}
+	}
+	// 3 queued statuses and 3 final ones were stored, the final ones
+	// after Stop began; the one on the wire was interrupted (and, since a
+	// final one follows it, superseded).
+	if len(ds) != 6 || states[store.DeliverySending] != 0 || interrupted != 1 {
+		t.Errorf("deliveries after Stop: %d, by state %v, %d interrupted; want 6, none sending, 1 interrupted", len(ds), states, interrupted)
+	}
+	// Restarted, the server sends it all.
+	release()
+	start(t, st, notify.Options{Name: "a"})
+	waitFor(t, 10*time.Second, "every delivery", allFinal(t, st))
+}

@@ -29,7 +29,14 @@ func (n *Notifier) sendLoop(ctx context.Context) {
 	defer prune.Stop()
 	n.prune(ctx)
 	failing := false
-	for ctx.Err() == nil {
+	for {
+		select {
+		case <-n.stopClaim:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
 		if free := cap(slots) - len(slots); free > 0 {
 			ds, err := n.st.ClaimDeliveries(ctx, n.opts.Name, free, n.leaseTTL())
 			switch {
@@ -57,6 +64,7 @@ func (n *Notifier) sendLoop(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+		case <-n.stopClaim:
 		case <-n.sendWake:
 		case <-prune.C:
 			n.prune(ctx)
