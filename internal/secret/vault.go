@@ -203,10 +203,19 @@ func (v *Vault) Values(ctx context.Context, repo string, names []string) (map[st
 		if len(onlyScoped) > 0 {
 			msg += fmt.Sprintf(" (%s, and a build job receives only unscoped secrets)", strings.Join(onlyScoped, "; "))
 		}
-		return nil, errors.New(msg)
+		return nil, &notSetError{msg}
 	}
 	return out, nil
 }
+
+// ErrNotSet is what the error of Values is when a named secret is not set.
+var ErrNotSet = errors.New("secret not set")
+
+// notSetError is ErrNotSet with a message that names what is missing.
+type notSetError struct{ msg string }
+
+func (e *notSetError) Error() string        { return e.msg }
+func (e *notSetError) Is(target error) bool { return target == ErrNotSet }
 
 // Rotation is what a key rotation did.
 type Rotation struct {

@@ -36,6 +36,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/hook"
 	"github.com/gantry-ci/gantry/internal/logstream"
+	"github.com/gantry-ci/gantry/internal/notify"
 	"github.com/gantry-ci/gantry/internal/queue"
 	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/store"
@@ -77,6 +78,10 @@ type Config struct {
 	// with, base64, comma-separated, newest first. Empty: the key file
 	// DataDir/secret.key, created on first start.
 	SecretKey string
+	// Notify configures commit statuses and hooks (see notify.Options).
+	// Its PublicURL defaults to http://Addr; the store, reporters, log
+	// and user agent are filled in.
+	Notify notify.Options
 }
 
 // Server is a running Gantry server.
@@ -87,6 +92,7 @@ type Server struct {
 	dispatcher *queue.Dispatcher
 	broker     *logstream.Broker
 	metrics    *metrics
+	notifier   *notify.Notifier
 	http       *http.Server
 	listener   net.Listener
 
@@ -188,9 +194,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.metrics = newMetrics(st)
 	mirrors := git.NewMirrors(filepath.Join(s.cfg.DataDir, "repos"))
 	vault := s.startVault(ctx, st, keys)
+	s.notifier = s.newNotifier(st, ln.Addr().(*net.TCPAddr), vault)
 	var dispatcher *queue.Dispatcher
 	s.builds = build.New(st, mirrors, s.cfg.Log, func(b *store.Build) {
 		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID, Snapshot: api.BuildOf(b)})
+		s.notifier.Changed(b) // queues, never waits
 		if dispatcher != nil && hasQueued(b) {
 			dispatcher.Notify()
 		}
@@ -219,6 +227,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	s.cancelBg = cancelBg
+	s.notifier.Start(bg)
 	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
@@ -368,6 +377,11 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.http.Close()
 		s.cancelBg()
 		s.bg.Wait()
+		// After the drain, so the last statuses are stored; what is not
+		// sent by then is sent after the restart, or by another server.
+		nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.notifier.Stop(nctx)
+		cancel()
 		s.stopErr = s.store.Close()
 		s.lock.Close()
 	})
