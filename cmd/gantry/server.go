@@ -139,4 +139,3 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
-

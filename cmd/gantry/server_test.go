@@ -158,7 +158,6 @@ func (s *testServer) cliIn(server, stdin string, args ...string) (string, string
 	return out.String(), errb.String(), code
 }
 
-
 func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"}, args...)...)
