@@ -118,7 +118,7 @@ func parseID(s string, stderr io.Writer, cmd string) (int64, bool) {
 }
 
 func repoCmd(args []string, stdout, stderr io.Writer) int {
-	usage := "gantry repo add OWNER/NAME --url URL --webhook-secret SECRET [--forge F] | list | rm OWNER/NAME"
+	usage := "gantry repo add OWNER/NAME --url URL --webhook-secret SECRET [--forge F] [--api-url URL] | list | rm OWNER/NAME"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: "+usage)
 		return exitUsage
@@ -130,13 +130,20 @@ func repoCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "usage: "+usage+"\n\nRun 'gantry repo add --help' (or list, rm) for a subcommand's flags.")
 		return exitOK
 	case "add":
-		fs := newFlagSet("repo add", "repo add OWNER/NAME --url GIT_URL --webhook-secret SECRET [--forge F]",
-			"Registers a repository. Point the forge's webhook at SERVER/hooks/FORGE with the same secret.", stdout, stderr)
+		fs := newFlagSet("repo add", "repo add OWNER/NAME --url GIT_URL --webhook-secret SECRET [--forge F] [--api-url URL]",
+			`Registers a repository. Point the forge's webhook at SERVER/hooks/FORGE with the same secret.
+
+Commit statuses go to the forge's API, whose URL follows from the clone URL
+(github.com: https://api.github.com; GitHub Enterprise: HOST/api/v3; Gitea and
+Forgejo: HOST/api/v1; GitLab: HOST/api/v4; bitbucket.org:
+https://api.bitbucket.org/2.0); --api-url sets it when it does not (an ssh
+clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 		cf := addClientFlags(fs)
 		url := fs.String("url", "", "git clone `URL` agents fetch from")
 		secret := fs.String("webhook-secret", "", "the webhook's `secret` (GitLab: its token)")
 		forge := fs.String("forge", "github", "`forge`: github, gitea (also Forgejo), gitlab or bitbucket")
 		branch := fs.String("default-branch", "main", "`branch` for scheduled and default manual builds")
+		apiURL := fs.String("api-url", "", "the forge API's base `URL`, for commit statuses (default: from the clone URL)")
 		if code, done := parseFlags(fs, args, stdout); done {
 			return code
 		}
@@ -147,7 +154,7 @@ func repoCmd(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			return exitUsage
 		}
-		r, err := c.AddRepo(ctx, api.NewRepo{Name: fs.Arg(0), CloneURL: *url, WebhookSecret: *secret, Forge: *forge, DefaultBranch: *branch})
+		r, err := c.AddRepo(ctx, api.NewRepo{Name: fs.Arg(0), CloneURL: *url, WebhookSecret: *secret, Forge: *forge, DefaultBranch: *branch, APIURL: *apiURL})
 		if err != nil {
 			return fail(stderr, "repo add", err)
 		}

@@ -60,6 +60,9 @@ func commands() []command {
 		{"whoami", "print who your token acts for and your roles", whoamiCmd},
 		{"audit", "list who changed what, when and why; audit verify checks the log was not altered", auditCmd},
 		{"secret", "set, list or remove a repository's secrets; rotate their key (secret set|list|rm|rotate-key)", secretCmd},
+		{"hook", "subscribe URLs to build events: signed JSON or chat messages (hook add|list|rm)", hookCmd},
+		{"deliveries", "list commit statuses and hook events sent, or still to send, and how each went", deliveriesCmd},
+		{"issue", "list the builds whose branch, title or commit message name an issue key (ABC-123, #123)", issueCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

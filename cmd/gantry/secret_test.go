@@ -65,24 +65,6 @@ func startServerEnv(t testing.TB, dir string, env []string, extra ...string) *te
 	return s
 }
 
-// cliIn runs the gantry client against server (a URL) with stdin.
-func (s *testServer) cliIn(server, stdin string, args ...string) (string, string, int) {
-	s.t.Helper()
-	cmd := exec.Command("gantry", args...)
-	cmd.Env = append(os.Environ(), "GANTRY_SERVER="+server, "GANTRY_TOKEN="+testToken)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
-}
-
 // recorder is a reverse proxy in front of a server that keeps every
 // answer the server gave, streams included.
 type recorder struct {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
 	"syscall"
 	"time"
 
+	"github.com/gantry-ci/gantry/internal/notify"
 	"github.com/gantry-ci/gantry/internal/server"
 )
 
@@ -41,6 +43,13 @@ users. Back the key up apart from the database: without it the secrets
 cannot be read. Several servers over one database need the same
 GANTRY_SECRET_KEY. See docs/secrets.md.
 
+Commit statuses go to each repo's forge, linking to --public-url/builds/ID,
+with the token in the repo's secret FORGE_TOKEN (gantry secret set
+OWNER/NAME FORGE_TOKEN); without it, none are posted for that repo.
+Statuses and hook events are stored before they are sent and retried with
+backoff (--delivery-attempts, --delivery-backoff); 'gantry deliveries' shows
+how each went.
+
 Artifacts live under --data/artifacts, one file per SHA-256. Those no
 release refers to are removed after --artifact-retention; a release's are
 kept for good.`
@@ -55,6 +64,9 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	leaseTTL := fs.Duration("lease-ttl", 30*time.Second, "a job whose agent stops heartbeating for this long is handed to another agent or fails")
 	retries := fs.Int("retries", 1, "how many times a job whose agent was lost (or whose token was revoked) runs again elsewhere before it fails as \"agent lost\" (`N`)")
 	buildForks := fs.Bool("build-forks", false, "build pull requests from forks: their pipeline, a stranger's code, runs on this server's agents")
+	publicURL := fs.String("public-url", "", "the server's `URL` as users reach it, for build links in commit statuses and events (default http://ADDR)")
+	deliveryAttempts := fs.Int("delivery-attempts", 20, "give up a commit status or hook delivery after `N` attempts")
+	deliveryBackoff := fs.Duration("delivery-backoff", 10*time.Second, "wait before retrying a failed delivery; doubles with each attempt, up to 30m")
 	retention := fs.String("artifact-retention", "30d", "keep artifacts no release refers to this long: days (`30d`), a duration (12h), or never")
 	logFormat := fs.String("log-format", "text", "log `format` on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -67,6 +79,18 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *retries < 0 {
 		fmt.Fprintf(stderr, "gantry server: --retries %d: want 0 or more\n", *retries)
+		return exitUsage
+	}
+	if *deliveryAttempts < 1 {
+		fmt.Fprintf(stderr, "gantry server: --delivery-attempts %d: want 1 or more\n", *deliveryAttempts)
+		return exitUsage
+	}
+	if *deliveryBackoff <= 0 {
+		fmt.Fprintf(stderr, "gantry server: --delivery-backoff %s: want more than 0\n", *deliveryBackoff)
+		return exitUsage
+	}
+	if u, err := url.Parse(*publicURL); *publicURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		fmt.Fprintf(stderr, "gantry server: --public-url %q: want http://HOST[:PORT] or https://...\n", *publicURL)
 		return exitUsage
 	}
 	keep, err := parseRetention(*retention)
@@ -94,8 +118,8 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
 		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, Retries: *retries, BuildForks: *buildForks,
-		Log: log, Out: stdout, Version: version(), SecretKey: os.Getenv("GANTRY_SECRET_KEY"),
-		ArtifactRetention: keep,
+		Log: log, Out: stdout, Version: version(), SecretKey: os.Getenv("GANTRY_SECRET_KEY"), ArtifactRetention: keep,
+		Notify: notify.Options{PublicURL: *publicURL, MaxAttempts: *deliveryAttempts, Backoff: *deliveryBackoff},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry server: %v\n", err)

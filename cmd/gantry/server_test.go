@@ -137,8 +137,15 @@ func (s *testServer) client() *api.Client {
 // exit code.
 func (s *testServer) cli(args ...string) (string, string, int) {
 	s.t.Helper()
+	return s.cliIn(s.url, "", args...)
+}
+
+// cliIn runs the gantry client against server (a URL) with stdin.
+func (s *testServer) cliIn(server, stdin string, args ...string) (string, string, int) {
+	s.t.Helper()
 	cmd := exec.Command("gantry", args...)
-	cmd.Env = append(os.Environ(), "GANTRY_SERVER="+s.url, "GANTRY_TOKEN="+testToken)
+	cmd.Env = append(os.Environ(), "GANTRY_SERVER="+server, "GANTRY_TOKEN="+testToken)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -185,6 +185,7 @@ func (e *accessEnv) fingerprint(t *testing.T) string {
 	add(e.st.Tokens(ctx, store.TokenAPI))
 	add(e.st.Tokens(ctx, store.TokenAgent))
 	add(e.st.Locks(ctx))
+	add(e.st.Hooks(ctx))
 	add(e.st.ListReleases(ctx, store.ReleaseFilter{Limit: 1000}))
 	add(e.st.Deployments(ctx, store.DeploymentFilter{Limit: 1000}))
 	data, err := json.Marshal(out)
@@ -307,6 +308,21 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 		},
 		"POST /api/v1/grants/revoke": func(e *accessEnv) tc {
 			return tc{"POST", "/api/v1/grants/revoke", api.Grant{Repo: "acme/web", User: "viewer"}, "owner"}
+		},
+		"GET /api/v1/deliveries": func(e *accessEnv) tc { return tc{"GET", "/api/v1/deliveries?repo=acme/web", nil, "viewer"} },
+		"POST /api/v1/hooks": func(e *accessEnv) tc {
+			return tc{"POST", "/api/v1/hooks", api.NewHook{URL: "https://hooks.example.com/in", Events: []string{"build.*"}}, "root"}
+		},
+		"GET /api/v1/hooks": func(e *accessEnv) tc { return tc{"GET", "/api/v1/hooks", nil, "root"} },
+		"GET /api/v1/issues/{key}/builds": func(e *accessEnv) tc {
+			return tc{"GET", "/api/v1/issues/OPS-1/builds?repo=acme/web", nil, "viewer"}
+		},
+		"DELETE /api/v1/hooks/{id}": func(e *accessEnv) tc {
+			h := &store.Hook{URL: "https://hooks.example.com/in", Secret: "s3cret-s3cret-s3cret", Events: []string{"*"}, Format: store.HookJSON}
+			if err := e.st.CreateHook(context.Background(), h); err != nil {
+				panic(err)
+			}
+			return tc{"DELETE", fmt.Sprintf("/api/v1/hooks/%d", h.ID), nil, "root"}
 		},
 	}
 	for pattern, c := range deliveryCases {

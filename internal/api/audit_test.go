@@ -77,6 +77,14 @@ func TestAuditRecordsEveryAct(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hook, err := c.AddHook(ctx, api.NewHook{URL: "https://hooks.slack.com/services/T0/B0/XXXX", Events: []string{"build.failed", "build.fixed"},
+		Repo: "acme/web", Branch: "main", Format: "slack"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteHook(ctx, hook.ID); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.DeleteRepo(ctx, "acme/web"); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +99,9 @@ func TestAuditRecordsEveryAct(t *testing.T) {
 		fmt.Sprintf("%s 127.0.0.1 lock.rm lock:deploy reason=%q map[]", admin, reason),
 		fmt.Sprintf("%s 127.0.0.1 build.cancel build:%d reason=%q map[number:1 repo:acme/app status:cancelled]", admin, e.buildID, reason),
 		fmt.Sprintf("%s 127.0.0.1 build.retry build:%d reason=%q map[failed_only:true new_build:%d repo:acme/app]", admin, e.buildID, reason, retried.ID),
+		fmt.Sprintf("%s 127.0.0.1 hook.add hook:%d reason=%q map[branch:main events:build.failed build.fixed format:slack repo:acme/web url:https://hooks.slack.com/…]",
+			admin, hook.ID, reason),
+		fmt.Sprintf("%s 127.0.0.1 hook.rm hook:%d reason=%q map[]", admin, hook.ID, reason),
 		fmt.Sprintf("%s 127.0.0.1 repo.rm repo:acme/web reason=%q map[]", admin, reason),
 	}
 	if len(got) != len(want) {
@@ -108,10 +119,11 @@ func TestAuditRecordsEveryAct(t *testing.T) {
 			t.Errorf("entry %d At = %v, want just now", g.Seq, g.At)
 		}
 	}
-	// The webhook secret of the repo is nowhere in the log.
+	// The webhook secret of the repo is nowhere in the log, nor the chat
+	// hook's URL, nor its secret.
 	for _, g := range auditLog(t, e.st) {
-		if strings.Contains(entryText(g), "hush") {
-			t.Errorf("entry %d holds the webhook secret: %s", g.Seq, entryText(g))
+		if text := entryText(g); strings.Contains(text, "hush") || strings.Contains(text, "XXXX") || strings.Contains(text, hook.Secret) {
+			t.Errorf("entry %d holds a secret: %s", g.Seq, entryText(g))
 		}
 	}
 }

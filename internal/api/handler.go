@@ -107,6 +107,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.route(mux, "PUT /api/v1/secrets/{repo...}", maintainer(repoPath), h.setSecret)
 	h.route(mux, "DELETE /api/v1/secrets/{repo...}", maintainer(repoPath), h.deleteSecret)
 	h.route(mux, "POST /api/v1/secret-keys/rotate", adminOnly, h.rotateSecretKey)
+	h.route(mux, "GET /api/v1/deliveries", viewer(repoQuery), h.listDeliveries)
+	h.route(mux, "POST /api/v1/hooks", adminOnly, h.addHook)
+	h.route(mux, "GET /api/v1/hooks", adminOnly, h.listHooks)
+	h.route(mux, "DELETE /api/v1/hooks/{id}", adminOnly, h.deleteHook)
+	h.route(mux, "GET /api/v1/issues/{key}/builds", viewer(repoQuery), h.issueBuilds)
+	// Status badges, for READMEs: no token.
+	mux.Handle("GET /badge/{repo...}", h.handle(h.badge))
 	h.registerUsers(mux)
 	h.registerArtifacts(mux, viewer)
 	h.registerDelivery(mux, viewer, developer)
@@ -305,6 +312,9 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	case in.WebhookSecret == "":
 		return badRequestf("webhook_secret is required: unsigned webhooks are never accepted")
 	}
+	if err := checkAPIURL(in.APIURL); err != nil {
+		return err
+	}
 	if in.Forge == "" {
 		in.Forge = "github"
 	}
@@ -318,12 +328,16 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if in.DefaultBranch == "" {
 		in.DefaultBranch = "main"
 	}
-	rp := &store.Repo{Name: in.Name, CloneURL: in.CloneURL, Forge: in.Forge, WebhookSecret: in.WebhookSecret, DefaultBranch: in.DefaultBranch}
+	rp := &store.Repo{Name: in.Name, CloneURL: in.CloneURL, Forge: in.Forge, WebhookSecret: in.WebhookSecret, DefaultBranch: in.DefaultBranch,
+		APIURL: strings.TrimSuffix(in.APIURL, "/")}
 	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
 		return err
 	}
-	if err := h.audit(r, "repo.add", "repo:"+rp.Name, map[string]string{
-		"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}); err != nil {
+	detail := map[string]string{"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}
+	if rp.APIURL != "" {
+		detail["api_url"] = rp.APIURL // where the forge token goes
+	}
+	if err := h.audit(r, "repo.add", "repo:"+rp.Name, detail); err != nil {
 		return err
 	}
 	return WriteJSON(w, http.StatusCreated, RepoOf(rp))

@@ -10,12 +10,14 @@ import (
 )
 
 // Repo is a repository as the API shows it. The webhook secret is never
-// shown.
+// shown. APIURL, when set, is the forge API's base URL for commit
+// statuses; else it follows from the clone URL.
 type Repo struct {
 	Name          string    `json:"name"`
 	CloneURL      string    `json:"clone_url"`
 	Forge         string    `json:"forge"`
 	DefaultBranch string    `json:"default_branch"`
+	APIURL        string    `json:"api_url,omitempty"`
 	CreatedAt     time.Time `json:"created_at"`
 }
 
@@ -26,6 +28,7 @@ type NewRepo struct {
 	Forge         string `json:"forge"`
 	WebhookSecret string `json:"webhook_secret"`
 	DefaultBranch string `json:"default_branch,omitempty"`
+	APIURL        string `json:"api_url,omitempty"`
 }
 
 // Build is a build as the API shows it.
@@ -117,7 +120,7 @@ func exitCode(code int, status string) *int {
 
 // RepoOf converts a stored repo.
 func RepoOf(r *store.Repo) Repo {
-	return Repo{Name: r.Name, CloneURL: r.CloneURL, Forge: r.Forge, DefaultBranch: r.DefaultBranch, CreatedAt: r.CreatedAt.UTC()}
+	return Repo{Name: r.Name, CloneURL: r.CloneURL, Forge: r.Forge, DefaultBranch: r.DefaultBranch, APIURL: r.APIURL, CreatedAt: r.CreatedAt.UTC()}
 }
 
 // BuildOf converts a stored build.

@@ -18,9 +18,10 @@
 //   - decide what to build: an [Event] says what happened on the forge, and
 //     the pipeline's own filters (branches, paths, event kinds) decide
 //     whether it runs;
-//   - post commit statuses or call any forge API (that comes later, in
-//     another package), so it never resolves an abbreviated SHA, fetches a
-//     full list of changed files, or looks up a user.
+//   - call any forge API: a [Reporter] (status.go) makes the request that
+//     posts a commit status, as data, and the notify package stores and
+//     sends it; so the package never resolves an abbreviated SHA, fetches
+//     a full list of changed files, or looks up a user.
 package forge
 
 import (

@@ -223,10 +223,19 @@ func (v *Vault) ValuesIn(ctx context.Context, repo, env string, names []string) 
 			}
 			msg += fmt.Sprintf(" (%s, and %s)", strings.Join(onlyScoped, "; "), receives)
 		}
-		return nil, errors.New(msg)
+		return nil, &notSetError{msg}
 	}
 	return out, nil
 }
+
+// ErrNotSet is what the error of Values is when a named secret is not set.
+var ErrNotSet = errors.New("secret not set")
+
+// notSetError is ErrNotSet with a message that names what is missing.
+type notSetError struct{ msg string }
+
+func (e *notSetError) Error() string        { return e.msg }
+func (e *notSetError) Is(target error) bool { return target == ErrNotSet }
 
 // Rotation is what a key rotation did.
 type Rotation struct {

@@ -38,6 +38,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/git"
 	"github.com/gantry-ci/gantry/internal/hook"
 	"github.com/gantry-ci/gantry/internal/logstream"
+	"github.com/gantry-ci/gantry/internal/notify"
 	"github.com/gantry-ci/gantry/internal/queue"
 	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/store"
@@ -79,6 +80,10 @@ type Config struct {
 	// with, base64, comma-separated, newest first. Empty: the key file
 	// DataDir/secret.key, created on first start.
 	SecretKey string
+	// Notify configures commit statuses and hooks (see notify.Options).
+	// Its PublicURL defaults to http://Addr; the store, reporters, log
+	// and user agent are filled in.
+	Notify notify.Options
 	// ArtifactRetention is how long artifacts no release refers to are
 	// kept; 0 keeps them for ever.
 	ArtifactRetention time.Duration
@@ -94,6 +99,7 @@ type Server struct {
 	artifacts  *artifact.Store
 	broker     *logstream.Broker
 	metrics    *metrics
+	notifier   *notify.Notifier
 	http       *http.Server
 	listener   net.Listener
 
@@ -195,6 +201,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.metrics = newMetrics(st)
 	mirrors := git.NewMirrors(filepath.Join(s.cfg.DataDir, "repos"))
 	vault := s.startVault(ctx, st, keys)
+	s.notifier = s.newNotifier(st, ln.Addr().(*net.TCPAddr), vault)
 	if s.artifacts, err = artifact.New(filepath.Join(s.cfg.DataDir, "artifacts")); err != nil {
 		st.Close()
 		return err
@@ -202,6 +209,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	var dispatcher *queue.Dispatcher
 	changed := func(b *store.Build) {
 		s.broker.Publish(logstream.Message{Kind: "build", BuildID: b.ID, Snapshot: api.BuildOf(b)})
+		s.notifier.Changed(b) // queues, never waits
 		if dispatcher != nil && hasQueued(b) {
 			dispatcher.Notify()
 		}
@@ -237,6 +245,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	bg, cancelBg := context.WithCancel(context.Background())
 	s.cancelBg = cancelBg
+	s.notifier.Start(bg)
 	s.bg.Add(4)
 	go func() {
 		defer s.bg.Done()
@@ -394,6 +403,11 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.http.Close()
 		s.cancelBg()
 		s.bg.Wait()
+		// After the drain, so the last statuses are stored; what is not
+		// sent by then is sent after the restart, or by another server.
+		nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.notifier.Stop(nctx)
+		cancel()
 		s.stopErr = s.store.Close()
 		s.lock.Close()
 	})

@@ -61,7 +61,10 @@ type Repo struct {
 	WebhookSecret string
 	// DefaultBranch is where scheduled builds run; "main" unless set.
 	DefaultBranch string
-	CreatedAt     time.Time
+	// APIURL is the base URL of the forge's API for commit statuses; empty
+	// means the one the clone URL implies.
+	APIURL    string
+	CreatedAt time.Time
 }
 
 // Build is one run of a repository's pipeline for one commit.
@@ -350,6 +353,11 @@ type Store interface {
 	// old was read, ErrNotFound when the secret is gone: then nothing is
 	// written.
 	RekeySecret(ctx context.Context, old *Secret, keyID string, ciphertext []byte) error
+
+	// Outbox: deliveries to forges and hooks (delivery.go).
+	Outbox
+	// IssueLinks: the issue keys builds name (issue.go).
+	IssueLinks
 
 	// Releases: artifacts, releases, environments, deployments (release.go).
 	Releases

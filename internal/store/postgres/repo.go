@@ -18,9 +18,9 @@ func (s *Store) CreateRepo(ctx context.Context, r *store.Repo) error {
 	}
 	created := now()
 	var id int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO repos (name, clone_url, forge, webhook_secret, default_branch, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-		r.Name, r.CloneURL, r.Forge, r.WebhookSecret, branch, created).Scan(&id)
+	err := s.pool.QueryRow(ctx, `INSERT INTO repos (name, clone_url, forge, webhook_secret, default_branch, api_url, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		r.Name, r.CloneURL, r.Forge, r.WebhookSecret, branch, r.APIURL, created).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("create repo %q: %w", r.Name, translate(err))
 	}
@@ -28,11 +28,11 @@ func (s *Store) CreateRepo(ctx context.Context, r *store.Repo) error {
 	return nil
 }
 
-const repoColumns = `id, name, clone_url, forge, webhook_secret, default_branch, created_at`
+const repoColumns = `id, name, clone_url, forge, webhook_secret, default_branch, api_url, created_at`
 
 func scanRepo(sc pgx.Row) (*store.Repo, error) {
 	r := &store.Repo{}
-	err := sc.Scan(&r.ID, &r.Name, &r.CloneURL, &r.Forge, &r.WebhookSecret, &r.DefaultBranch, ts(&r.CreatedAt))
+	err := sc.Scan(&r.ID, &r.Name, &r.CloneURL, &r.Forge, &r.WebhookSecret, &r.DefaultBranch, &r.APIURL, ts(&r.CreatedAt))
 	return r, err
 }
 

@@ -19,9 +19,9 @@ func (s *Store) CreateRepo(ctx context.Context, r *store.Repo) error {
 	created := now()
 	var id int64
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO repos (name, clone_url, forge, webhook_secret, default_branch, created_at)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
-			r.Name, r.CloneURL, r.Forge, r.WebhookSecret, branch, nanos(created)).Scan(&id)
+		return tx.QueryRowContext(ctx, `INSERT INTO repos (name, clone_url, forge, webhook_secret, default_branch, api_url, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			r.Name, r.CloneURL, r.Forge, r.WebhookSecret, branch, r.APIURL, nanos(created)).Scan(&id)
 	})
 	if err != nil {
 		return fmt.Errorf("create repo %q: %w", r.Name, translate(err))
@@ -30,11 +30,11 @@ func (s *Store) CreateRepo(ctx context.Context, r *store.Repo) error {
 	return nil
 }
 
-const repoColumns = `id, name, clone_url, forge, webhook_secret, default_branch, created_at`
+const repoColumns = `id, name, clone_url, forge, webhook_secret, default_branch, api_url, created_at`
 
 func scanRepo(sc interface{ Scan(...any) error }) (*store.Repo, error) {
 	r := &store.Repo{}
-	err := sc.Scan(&r.ID, &r.Name, &r.CloneURL, &r.Forge, &r.WebhookSecret, &r.DefaultBranch, ts(&r.CreatedAt))
+	err := sc.Scan(&r.ID, &r.Name, &r.CloneURL, &r.Forge, &r.WebhookSecret, &r.DefaultBranch, &r.APIURL, ts(&r.CreatedAt))
 	return r, err
 }
 
