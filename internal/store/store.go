@@ -317,6 +317,8 @@ type Store interface {
 	CountBuilds(ctx context.Context) (map[string]int, error)
 
 	Access
+	Sessions
+	LogTail
 
 	// Close releases the store's resources.
 	Close() error
