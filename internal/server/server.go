@@ -1,6 +1,7 @@
 // Package server assembles the Gantry server: the store, the build service,
-// the dispatcher, the built-in agent, and the HTTP faces (API, webhooks,
-// health and metrics). It decides nothing itself; it wires, starts and stops.
+// the dispatcher, the built-in agent, and the HTTP faces (API, web UI,
+// webhooks, health and metrics). It decides nothing itself; it wires,
+// starts and stops.
 //
 // Lifecycle:
 //
@@ -38,6 +39,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/logstream"
 	"github.com/gantry-ci/gantry/internal/queue"
 	"github.com/gantry-ci/gantry/internal/store"
+	"github.com/gantry-ci/gantry/internal/web"
 )
 
 // Config is what `gantry server` is started with.
@@ -238,8 +240,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 
 	mux := http.NewServeMux()
-	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
-		Queue: dispatcher, LongPoll: s.cfg.LongPoll}).Register(mux)
+	apiHandler := &api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
+		Queue: dispatcher, LongPoll: s.cfg.LongPoll}
+	apiHandler.Register(mux)
+	(&web.Handler{API: apiHandler, Store: st, Builds: s.builds, Queue: dispatcher, Broker: s.broker, Log: s.cfg.Log}).Register(mux)
 	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
 		Webhooks: map[string]forge.Webhook{
 			"github": github.Webhook(), "gitea": gitea.Webhook(), "forgejo": gitea.Webhook(),
