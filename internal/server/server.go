@@ -227,6 +227,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			Labels:   append([]string{runtime.GOOS, runtime.GOARCH, "builtin"}, machine.Labels...),
 			Capacity: s.cfg.Agents,
 			WorkDir:  filepath.Join(s.cfg.DataDir, "work"),
+			// Output goes to the store in-process, not over HTTP: a short
+			// flush puts a printed line on the build page within 200ms.
+			FlushInterval: 50 * time.Millisecond,
 		})
 		s.agents.Add(1)
 		go func() {

@@ -22,7 +22,7 @@ type node struct {
 	X, Y, W, H          int
 	// IconX, TextX and TextY place the status icon and the label.
 	IconX, TextX, TextY int
-	Selected     bool
+	Selected            bool
 }
 
 type edge struct {
