@@ -352,7 +352,9 @@ func TestWebUI(t *testing.T) {
 	// A long log opens at its end and loads earlier lines on demand.
 	p.open(buildB + "?job=long")
 	first := func() string { return p.text(`#log-lines .l`) }
-	last := func() string { return evalJS[string](p, `[...document.querySelectorAll("#log-lines .l")].pop().textContent`) }
+	last := func() string {
+		return evalJS[string](p, `[...document.querySelectorAll("#log-lines .l")].pop().textContent`)
+	}
 	if f, l := first(), last(); f != "1501" || l != "2500" {
 		t.Errorf("a log of 2500 lines opens on lines %s to %s, want 1501 to 2500", f, l)
 	}
