@@ -383,7 +383,7 @@ func TestWebUI(t *testing.T) {
 }
 
 // waitJob waits until a build's job has a status.
-func waitJob(t *testing.T, srv *testServer, buildID int64, job, status string) {
+func waitJob(t testing.TB, srv *testServer, buildID int64, job, status string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
