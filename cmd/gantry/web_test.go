@@ -113,15 +113,25 @@ func evalJS[T any](p *page, expr string) T {
 	return v
 }
 
-// waitFor waits until a JavaScript expression is true on the page.
+// waitFor waits until a JavaScript expression is true on the page,
+// looking every 20ms; a look cut short by the page navigating away is
+// made again on the new page.
 func (p *page) waitFor(what, expr string, within time.Duration) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, within+5*time.Second)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(within), chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
-		body, _ := chromedp.Run(context.WithoutCancel(p.ctx), chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 3000) : ""`))
-		p.t.Fatalf("%s: not so within %v (%v); page at %s shows:\n%s", what, within, err, p.location(), body)
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("!!("+expr+")"))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err
+		time.Sleep(20 * time.Millisecond)
 	}
+	body, _ := chromedp.Run(context.WithoutCancel(p.ctx), chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 3000) : ""`))
+	p.t.Fatalf("%s: not so within %v (last error: %v); page at %s shows:\n%s", what, within, last, p.location(), body)
 }
 
 func (p *page) open(path string) { p.t.Helper(); p.do("open "+path, chromedp.Navigate(p.url+path)) }
@@ -156,32 +166,29 @@ func (p *page) screenshot(name string) {
 func (p *page) signIn(token string) {
 	p.t.Helper()
 	p.waitFor("the sign-in page", `location.pathname === "/signin" && document.querySelector("#token") !== null`, 10*time.Second)
-	p.do("sign in",
-		chromedp.SendKeys(chromedp.ID("token"), token),
-		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-			_, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`.signin button[type=submit]`)))
-			return err
-		}),
-	)
-	p.waitFor("signed in", `location.pathname !== "/signin"`, 10*time.Second)
+	p.do("type the token", chromedp.SendKeys(chromedp.ID("token"), token))
+	p.clickAndLoad(`.signin button[type=submit]`)
+	if loc := p.location(); strings.Contains(loc, "/signin") {
+		p.t.Fatalf("still at %s after signing in", loc)
+	}
 }
 
 func (p *page) signOut() {
 	p.t.Helper()
-	p.do("sign out", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`.signout button`)))
-		return err
-	}))
+	p.clickAndLoad(`.signout button`)
 	p.waitFor("signed out", `location.pathname === "/signin"`, 10*time.Second)
 }
 
-// clickAndLoad clicks and waits for the page it leads to.
+// clickAndLoad clicks an element (a link or a form's button) and waits
+// until the page it leads to has loaded.
 func (p *page) clickAndLoad(selector string) {
 	p.t.Helper()
-	p.do("click "+selector, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(selector)))
-		return err
-	}))
+	evalJS[bool](p, fmt.Sprintf(`(() => {
+		window.beforeClick = true;
+		document.querySelector(%q).click();
+		return true;
+	})()`, selector))
+	p.waitFor("the page after clicking "+selector, `window.beforeClick === undefined && document.readyState === "complete"`, 30*time.Second)
 }
 
 // webRepo makes a repository whose main branch waits for a gate file in
