@@ -353,6 +353,8 @@ type Store interface {
 	Outbox
 	// IssueLinks: the issue keys builds name (issue.go).
 	IssueLinks
+	Sessions
+	LogTail
 
 	// Close releases the store's resources.
 	Close() error
