@@ -17,7 +17,8 @@ import (
 )
 
 const serverAbout = `Starts the Gantry server: forge webhooks in at /hooks/{github,gitea,gitlab,
-bitbucket}, builds out, the API at /api/v1, /healthz and /metrics. State lives
+bitbucket}, builds out, the web UI at / (sign in with an API token), the API
+at /api/v1, /healthz and /metrics. State lives
 in an embedded SQLite database under --data, or in PostgreSQL with --database
 postgres://USER:PASSWORD@HOST/DB; jobs run on a built-in agent with --agents
 slots.

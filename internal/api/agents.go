@@ -361,11 +361,22 @@ func (h *Handler) listAgents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) listQueue(w http.ResponseWriter, r *http.Request) error {
+	id := identityOf(r.Context())
+	out, err := h.queued(r.Context(), func(repo string) bool { return id.can(store.RoleViewer, repo) })
+	if err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, out)
+}
+
+// queued returns the jobs that wait, of the repos visible says the caller
+// may see, oldest first, each with why it waits.
+func (h *Handler) queued(ctx context.Context, visible func(repo string) bool) ([]QueuedJob, error) {
 	out := []QueuedJob{}
 	for _, status := range []string{store.StatusQueued, store.StatusRunning} {
-		builds, err := h.Store.Builds(r.Context(), store.BuildFilter{Status: status, Limit: 500})
+		builds, err := h.Store.Builds(ctx, store.BuildFilter{Status: status, Limit: 500})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, b := range builds {
 			var pl *plan.Plan // read once per build, for its pending jobs
@@ -373,7 +384,7 @@ func (h *Handler) listQueue(w http.ResponseWriter, r *http.Request) error {
 				if j.Status != store.StatusQueued && j.Status != store.StatusPending {
 					continue
 				}
-				if !identityOf(r.Context()).can(store.RoleViewer, b.Repo) {
+				if !visible(b.Repo) {
 					continue
 				}
 				q := QueuedJob{BuildID: b.ID, BuildNumber: b.Number, Repo: b.Repo, Branch: b.Branch, Job: j.Name,
@@ -386,7 +397,7 @@ func (h *Handler) listQueue(w http.ResponseWriter, r *http.Request) error {
 				}
 				if j.Status == store.StatusPending {
 					if pl == nil {
-						if full, err := h.Store.Build(r.Context(), b.ID); err == nil {
+						if full, err := h.Store.Build(ctx, b.ID); err == nil {
 							pl, _ = build.Plan(full)
 						}
 					}
@@ -397,7 +408,7 @@ func (h *Handler) listQueue(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b QueuedJob) int { return a.Since.Compare(b.Since) })
-	return WriteJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // unfinishedNeeds names the jobs that job needs and that have not finished.

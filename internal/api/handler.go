@@ -150,35 +150,10 @@ func (h *Handler) handle(fn func(w http.ResponseWriter, r *http.Request) error) 
 // WriteError answers with the status err maps to and a safe message; the
 // log gets the cause with a request ID.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error, seq *atomic.Int64) {
-	status, msg := http.StatusInternalServerError, "internal error"
-	var br *badRequest
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &br):
-		status, msg = http.StatusBadRequest, br.msg
-	case errors.As(err, &mbe):
-		status, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit)
-	case errors.Is(err, errUnauthorized):
-		status, msg = http.StatusUnauthorized, err.Error()
-	case errors.As(err, new(*forbidden)):
-		status, msg = http.StatusForbidden, err.Error()
-	case errors.As(err, new(*tooManyRequests)):
-		var tm *tooManyRequests
-		errors.As(err, &tm)
-		status, msg = http.StatusTooManyRequests, err.Error()
+	status, msg := StatusOf(err)
+	var tm *tooManyRequests
+	if errors.As(err, &tm) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(tm.wait.Seconds()+1)))
-	case errors.Is(err, store.ErrStaleLease):
-		// The agent must stop the job: the message is what it logs.
-		status, msg = http.StatusConflict, staleLease
-	case errors.Is(err, store.ErrNotFound):
-		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, build.ErrNotFinished), errors.Is(err, build.ErrDeployment), errors.Is(err, deploy.ErrRefused):
-		status, msg = http.StatusConflict, err.Error()
-	case errors.Is(err, queue.ErrNoArtifacts):
-		status, msg = http.StatusNotFound, err.Error()
-	case errors.Is(err, store.ErrConflict):
-		// The store's message may carry the driver's words.
-		status, msg = http.StatusConflict, "already exists"
 	}
 	id := fmt.Sprintf("%d-%d", time.Now().Unix(), seq.Add(1))
 	level := slog.LevelInfo
@@ -192,6 +167,39 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	WriteJSON(w, status, Error{Error: msg, RequestID: id})
 }
 
+// StatusOf is the HTTP status an error maps to and a message safe to show
+// the client: the one mapping of errors to statuses, for the API and the
+// web pages alike.
+func StatusOf(err error) (status int, msg string) {
+	var br *badRequest
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &br):
+		return http.StatusBadRequest, br.msg
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit)
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized, err.Error()
+	case errors.As(err, new(*forbidden)):
+		return http.StatusForbidden, err.Error()
+	case errors.As(err, new(*tooManyRequests)):
+		return http.StatusTooManyRequests, err.Error()
+	case errors.Is(err, store.ErrStaleLease):
+		// The agent must stop the job: the message is what it logs.
+		return http.StatusConflict, staleLease
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, build.ErrNotFinished), errors.Is(err, build.ErrDeployment), errors.Is(err, deploy.ErrRefused):
+		return http.StatusConflict, err.Error()
+	case errors.Is(err, queue.ErrNoArtifacts):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, store.ErrConflict):
+		// The store's message may carry the driver's words.
+		return http.StatusConflict, "already exists"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
 // staleLease is the message of a 409 to an agent call: the job was taken
 // away from the agent.
 const staleLease = "lease is no longer held: the job was cancelled or handed to another agent"
@@ -201,24 +209,33 @@ const staleLease = "lease is no longer held: the job was cancelled or handed to 
 // answer never says which part was wrong. An address that keeps sending
 // wrong tokens is refused for a while (429) before its tokens are looked at.
 func (h *Handler) authenticate(r *http.Request, kind string) (*store.Token, error) {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		secret = ""
+	}
+	return h.authenticateSecret(r, secret, kind)
+}
+
+// authenticateSecret is authenticate for a secret however it came: the
+// Authorization header, or the web UI's sign-in form.
+func (h *Handler) authenticateSecret(r *http.Request, secret, kind string) (*store.Token, error) {
 	addr := remoteHost(r)
 	if wait := h.limiter.blocked(addr); wait > 0 {
 		return nil, &tooManyRequests{wait}
 	}
-	tok, err := h.token(r, kind)
+	tok, err := h.token(r.Context(), secret, kind)
 	if errors.Is(err, errUnauthorized) {
 		h.limiter.failed(addr)
 	}
 	return tok, err
 }
 
-func (h *Handler) token(r *http.Request, kind string) (*store.Token, error) {
-	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || secret == "" || len(secret) > 256 {
+func (h *Handler) token(ctx context.Context, secret, kind string) (*store.Token, error) {
+	if secret == "" || len(secret) > 256 {
 		return nil, errUnauthorized
 	}
 	hash := HashToken(secret)
-	tok, err := h.Store.TokenByHash(r.Context(), hash)
+	tok, err := h.Store.TokenByHash(ctx, hash)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, errUnauthorized
@@ -228,8 +245,7 @@ func (h *Handler) token(r *http.Request, kind string) (*store.Token, error) {
 	// The lookup found the row by this very hash; comparing again in
 	// constant time keeps the check itself free of timing, whatever the
 	// database's index does.
-	if subtle.ConstantTimeCompare(tok.Hash, hash) != 1 || tok.Kind != kind || !tok.RevokedAt.IsZero() ||
-		!tok.ExpiresAt.IsZero() && !time.Now().Before(tok.ExpiresAt) {
+	if subtle.ConstantTimeCompare(tok.Hash, hash) != 1 || !tokenValid(tok, kind, time.Now()) {
 		return nil, errUnauthorized
 	}
 	return tok, nil
@@ -243,6 +259,12 @@ func writeList[T, U any](w http.ResponseWriter, items []T, conv func(T) U) error
 		out = append(out, conv(it))
 	}
 	return WriteJSON(w, http.StatusOK, out)
+}
+
+// tokenValid reports whether tok is of kind, not revoked and not expired
+// at now.
+func tokenValid(tok *store.Token, kind string, now time.Time) bool {
+	return tok.Kind == kind && tok.RevokedAt.IsZero() && (tok.ExpiresAt.IsZero() || now.Before(tok.ExpiresAt))
 }
 
 // WriteJSON answers with v as indented JSON.
@@ -359,38 +381,46 @@ func (h *Handler) trigger(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	if in.Repo == "" {
-		return badRequestf("repo is required")
-	}
-	if c := in.Commit; c != "" && (len(c) != 40 && len(c) != 64 || strings.Trim(strings.ToLower(c), "0123456789abcdef") != "") {
-		return badRequestf("commit %q: want a full hash (40 or 64 hex digits)", c)
-	}
-	repo, err := h.Store.Repo(r.Context(), in.Repo)
+	b, err := h.Trigger(r.Context(), identityOf(r.Context()).User, in)
 	if err != nil {
 		return err
+	}
+	if err := h.audit(r, "build.trigger", fmt.Sprintf("build:%d", b.ID), map[string]string{
+		"repo": b.Repo, "number": strconv.FormatInt(b.Number, 10), "branch": b.Branch, "commit": b.Commit}); err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusCreated, BuildOf(b))
+}
+
+// Trigger starts a manual build of in.Branch (the repo's default branch
+// when empty) at in.Commit (the branch's head when empty) for author. The
+// caller has checked that author may.
+func (h *Handler) Trigger(ctx context.Context, author string, in Trigger) (*store.Build, error) {
+	if in.Repo == "" {
+		return nil, badRequestf("repo is required")
+	}
+	if c := in.Commit; c != "" && (len(c) != 40 && len(c) != 64 || strings.Trim(strings.ToLower(c), "0123456789abcdef") != "") {
+		return nil, badRequestf("commit %q: want a full hash (40 or 64 hex digits)", c)
+	}
+	repo, err := h.Store.Repo(ctx, in.Repo)
+	if err != nil {
+		return nil, err
 	}
 	if in.Branch == "" {
 		in.Branch = repo.DefaultBranch
 	}
 	if in.Commit == "" {
-		sha, err := h.Mirrors.Get(repo.Name, repo.CloneURL).Resolve(r.Context(), "refs/heads/"+in.Branch)
+		sha, err := h.Mirrors.Get(repo.Name, repo.CloneURL).Resolve(ctx, "refs/heads/"+in.Branch)
 		if err != nil {
-			return badRequestf("branch %q of %s: %v", in.Branch, repo.Name, err)
+			return nil, badRequestf("branch %q of %s: %v", in.Branch, repo.Name, err)
 		}
 		in.Commit = sha
 	}
-	b, _, err := h.Builds.Create(r.Context(), repo, build.Trigger{
+	b, _, err := h.Builds.Create(ctx, repo, build.Trigger{
 		Trigger: plan.Trigger{Event: plan.EventManual, Branch: in.Branch, Commit: in.Commit, Repo: repo.Name},
-		Author:  identityOf(r.Context()).User,
+		Author:  author,
 	})
-	if err != nil {
-		return err
-	}
-	if err := h.audit(r, "build.trigger", fmt.Sprintf("build:%d", b.ID), map[string]string{
-		"repo": repo.Name, "number": strconv.FormatInt(b.Number, 10), "branch": in.Branch, "commit": in.Commit}); err != nil {
-		return err
-	}
-	return WriteJSON(w, http.StatusCreated, BuildOf(b))
+	return b, err
 }
 
 func (h *Handler) listBuilds(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,70 @@
 package api
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/store"
+)
+
+// Identity is who a request of another HTTP face (the web UI) acts for,
+// with the very identity and role logic the API's routes use: a page shows
+// a button exactly when the API would let the same user make the call.
+type Identity struct{ id *identity }
+
+// User is the user's name.
+func (i *Identity) User() string { return i.id.User }
+
+// Admin reports whether the user is an admin (every role on every repo).
+func (i *Identity) Admin() bool { return i.id.Admin }
+
+// TokenID is the ID of the API token the user signed in with.
+func (i *Identity) TokenID() int64 { return i.id.Token.ID }
+
+// Can reports whether the user has at least role on repo.
+func (i *Identity) Can(role, repo string) bool { return i.id.can(role, repo) }
+
+// Need returns nil when the user has role on repo, else an error that
+// StatusOf maps to 403 with a message that says what was missing.
+func (i *Identity) Need(role, repo string) error { return i.id.need(role, repo) }
+
+// Role names the user's role on repo, or "none".
+func (i *Identity) Role(repo string) string { return i.id.role(repo) }
+
+// SignIn checks the secret of a user's API token exactly as the API checks
+// a bearer token, behind the same limit on guessing per address, and
+// returns who it acts for. A wrong, revoked or expired token, or an agent
+// token, gives an error StatusOf maps to 401; too many wrong ones, 429.
+func (h *Handler) SignIn(r *http.Request, secret string) (*Identity, error) {
+	tok, err := h.authenticateSecret(r, secret, store.TokenAPI)
+	if err != nil {
+		return nil, err
+	}
+	return h.Resume(r.Context(), tok)
+}
+
+// Resume returns who a stored token acts for, as long as the token is
+// still a valid API token (not revoked, not expired): a web session checks
+// its token this way on every request, so revoking the token ends the
+// session.
+func (h *Handler) Resume(ctx context.Context, tok *store.Token) (*Identity, error) {
+	if !tokenValid(tok, store.TokenAPI, time.Now()) {
+		return nil, errUnauthorized
+	}
+	id, err := h.identify(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{id}, nil
+}
+
+// Queued returns the jobs that wait in the repos the user may view, oldest
+// first, each with why it waits: what GET /api/v1/queue answers.
+func (h *Handler) Queued(ctx context.Context, i *Identity) ([]QueuedJob, error) {
+	return h.queued(ctx, func(repo string) bool { return i.Can(store.RoleViewer, repo) })
+}
 
 // actor names an identity in the audit log, and is the one place that
 // does: the user's name, or "token:NAME#ID" for a token of no user.
@@ -12,4 +76,12 @@ func actor(id *identity) string {
 		return id.User
 	}
 	return fmt.Sprintf("token:%s#%d", id.Token.Name, id.Token.ID)
+}
+
+// Audit records in the audit log an act that i made through another HTTP
+// face (the web UI) with request r, as the API records its own: same
+// actor, address, reason header and failure rule (an error means the act
+// was done but not recorded).
+func (h *Handler) Audit(r *http.Request, i *Identity, action, object string, detail map[string]string) error {
+	return h.audit(r.WithContext(context.WithValue(r.Context(), identityKey{}, i.id)), action, object, detail)
 }

@@ -1,6 +1,7 @@
 // Package server assembles the Gantry server: the store, the build service,
-// the dispatcher, the built-in agent, and the HTTP faces (API, webhooks,
-// health and metrics). It decides nothing itself; it wires, starts and stops.
+// the dispatcher, the built-in agent, and the HTTP faces (API, web UI,
+// webhooks, health and metrics). It decides nothing itself; it wires,
+// starts and stops.
 //
 // Lifecycle:
 //
@@ -42,6 +43,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/queue"
 	"github.com/gantry-ci/gantry/internal/secret"
 	"github.com/gantry-ci/gantry/internal/store"
+	"github.com/gantry-ci/gantry/internal/web"
 )
 
 // Config is what `gantry server` is started with.
@@ -275,6 +277,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			Labels:   append([]string{runtime.GOOS, runtime.GOARCH, "builtin"}, machine.Labels...),
 			Capacity: s.cfg.Agents,
 			WorkDir:  filepath.Join(s.cfg.DataDir, "work"),
+			// Output goes to the store in-process, not over HTTP: a short
+			// flush puts a printed line on the build page within 200ms.
+			FlushInterval: 50 * time.Millisecond,
 		})
 		s.agents.Add(1)
 		go func() {
@@ -288,8 +293,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 
 	mux := http.NewServeMux()
-	(&api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
-		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Secrets: vault, Delivery: s.delivery, Artifacts: s.artifacts}).Register(mux)
+	apiHandler := &api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
+		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Secrets: vault, Delivery: s.delivery, Artifacts: s.artifacts}
+	apiHandler.Register(mux)
+	(&web.Handler{API: apiHandler, Store: st, Builds: s.builds, Queue: dispatcher, Broker: s.broker, Log: s.cfg.Log}).Register(mux)
 	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
 		Webhooks: map[string]forge.Webhook{
 			"github": github.Webhook(), "gitea": gitea.Webhook(), "forgejo": gitea.Webhook(),

@@ -358,6 +358,8 @@ type Store interface {
 	Outbox
 	// IssueLinks: the issue keys builds name (issue.go).
 	IssueLinks
+	Sessions
+	LogTail
 
 	// Releases: artifacts, releases, environments, deployments (release.go).
 	Releases

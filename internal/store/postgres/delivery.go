@@ -156,6 +156,18 @@ func (s *Store) ClaimDeliveries(ctx context.Context, claimer string, limit int, 
 				hosts[d.Host] = false
 				continue
 			}
+			// The candidates were read before the lock: a claim of this
+			// host that committed since (and so released the lock) is
+			// seen only by a statement that starts now.
+			var busyHost bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM deliveries
+				WHERE host = $1 AND state = 'sending' AND lease_expires > $2 AND id <> $3)`, d.Host, t, d.ID).Scan(&busyHost); err != nil {
+				return err
+			}
+			if busyHost {
+				hosts[d.Host] = false
+				continue
+			}
 			if d.CoalesceKey != "" {
 				var newer, busy bool
 				if err := tx.QueryRow(ctx, `SELECT

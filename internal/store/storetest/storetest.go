@@ -91,6 +91,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UserTokens", testUserTokens},
 		{"Groups", testGroups},
 		{"Grants", testGrants},
+		{"Sessions", testSessions},
+		{"SessionsExpire", testSessionsExpire},
+		{"LogsBefore", testLogsBefore},
 	}
 	tests = append(tests, auditTests...)
 	tests = append(tests, secretTests...)

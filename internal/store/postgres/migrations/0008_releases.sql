@@ -1,4 +1,4 @@
--- Continuous delivery, the PostgreSQL twin of sqlite's 0007_releases.sql:
+-- Continuous delivery, the PostgreSQL twin of sqlite's 0008_releases.sql:
 -- artifacts of builds, releases made of them, environments, and
 -- deployments of releases to environments.
 

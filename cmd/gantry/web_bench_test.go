@@ -1,0 +1,135 @@
+package main
+
+// Speed of the web UI, measured in a real browser against the real
+// binary (not timed tests: run them by hand, figures in docs/web.md):
+//
+//	go test -run '^$' -bench BenchmarkWeb -benchtime 5x ./cmd/gantry
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/api"
+)
+
+// benchSetup starts a server with one repo whose pipeline is the given
+// file, signs a browser in as the admin, and returns both.
+func benchSetup(b *testing.B, pipeline string) (*testServer, *page) {
+	b.Helper()
+	srv := startServer(b, b.TempDir())
+	dir, _ := makeRepo(b, map[string]string{".gantry.yml": pipeline})
+	if _, err := srv.client().AddRepo(context.Background(), api.NewRepo{Name: "acme/bench", CloneURL: dir, WebhookSecret: "s"}); err != nil {
+		b.Fatal(err)
+	}
+	p := &page{t: b, ctx: newBrowser(b, 1280, 900), url: srv.url}
+	p.open("/")
+	p.signIn(testToken)
+	return srv, p
+}
+
+// BenchmarkWebBuildPage100kLines opens the page of a build whose job
+// printed 100,000 lines, and reports the browser's first contentful paint
+// (fcp-ms, from the start of the navigation) and when the page had loaded
+// (load-ms). The page shows the log's last 1,000 lines.
+func BenchmarkWebBuildPage100kLines(b *testing.B) {
+	srv, p := benchSetup(b, `
+jobs:
+  big:
+    steps:
+      - run: seq -f 'line %g of a long log, with some text to make it look like output' 1 100000
+`)
+	bd, err := srv.client().Trigger(context.Background(), "acme/bench", api.Trigger{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if done := srv.waitBuild(bd.ID, 2*time.Minute); done.Status != "success" {
+		b.Fatalf("build = %s, want success", done.Status)
+	}
+	url := fmt.Sprintf("/builds/%d", bd.ID)
+	var fcp, load []float64
+	b.ResetTimer()
+	for range b.N {
+		p.open("/healthz") // leave the page, so each open is a fresh one
+		p.open(url)
+		p.waitFor("first paint", `performance.getEntriesByName("first-contentful-paint").length > 0`, 10*time.Second)
+		fcp = append(fcp, evalJS[float64](p, `performance.getEntriesByName("first-contentful-paint")[0].startTime`))
+		load = append(load, evalJS[float64](p, `performance.getEntriesByType("navigation")[0].loadEventEnd`))
+	}
+	b.StopTimer()
+	if n := p.count("#log-lines .l"); n != 1000 {
+		b.Errorf("the page shows %d lines, want the last 1000", n)
+	}
+	if got := evalJS[string](p, `[...document.querySelectorAll("#log-lines .l")].pop().textContent`); got != "line 100000 of a long log, with some text to make it look like output" {
+		b.Errorf("the last line shown is %q", got)
+	}
+	b.ReportMetric(mean(fcp), "fcp-ms")
+	b.ReportMetric(slices.Max(fcp), "max-fcp-ms")
+	b.ReportMetric(mean(load), "load-ms")
+}
+
+// BenchmarkWebLogLatency follows a running build's log in the page and
+// reports how long after a step printed a line the line was in the page:
+// the step prints its clock, the page notes its own when the line is
+// added (one machine, one clock). 50 lines, 100ms apart, per iteration.
+func BenchmarkWebLogLatency(b *testing.B) {
+	gate := filepath.Join(b.TempDir(), "gate")
+	srv, p := benchSetup(b, `
+jobs:
+  ticks:
+    steps:
+      - run: while [ ! -e `+gate+` ]; do sleep 0.02; done; for i in $(seq 1 50); do echo "tick $(date +%s%N)"; sleep 0.1; done
+`)
+	var lat []float64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		os.Remove(gate)
+		bd, err := srv.client().Trigger(context.Background(), "acme/bench", api.Trigger{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitJob(b, srv, bd.ID, "ticks", "running")
+		p.open(fmt.Sprintf("/builds/%d", bd.ID))
+		evalJS[bool](p, `(() => {
+			window.lat = [];
+			new MutationObserver(ms => {
+				const now = Date.now();
+				for (const m of ms) for (const n of m.addedNodes) {
+					const t = /^tick (\d+)$/.exec(n.textContent || "");
+					if (t) window.lat.push(now - Number(t[1].slice(0, -6)) - Number("0." + t[1].slice(-6)));
+				}
+			}).observe(document.getElementById("log-lines"), {childList: true});
+			return true;
+		})()`)
+		b.StartTimer()
+		if err := os.WriteFile(gate, nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		p.waitFor("the build's end", `document.documentElement.dataset.buildEnded === "1"`, 60*time.Second)
+		b.StopTimer()
+		got := evalJS[[]float64](p, `window.lat`)
+		if len(got) != 50 {
+			b.Fatalf("the page saw %d tick lines arrive, want 50", len(got))
+		}
+		lat = append(lat, got...)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(lat[len(lat)/2], "p50-ms")
+	b.ReportMetric(lat[len(lat)*95/100], "p95-ms")
+	b.ReportMetric(lat[len(lat)-1], "max-ms")
+}
+
+func mean(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}
