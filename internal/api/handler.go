@@ -577,7 +577,9 @@ func (h *Handler) readLogs(ctx context.Context, j *store.Job, after int64) ([]Lo
 	}
 }
 
-func sseHeaders(w http.ResponseWriter) (http.Flusher, error) {
+// SSEHeaders starts a Server-Sent Events answer, for the API's streams
+// and the web UI's.
+func SSEHeaders(w http.ResponseWriter) (http.Flusher, error) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		return nil, errors.New("streaming unsupported")
@@ -593,7 +595,7 @@ func sseHeaders(w http.ResponseWriter) (http.Flusher, error) {
 func (h *Handler) followLogs(w http.ResponseWriter, r *http.Request, buildID int64, jobs []*store.Job) error {
 	msgs, stop := h.Broker.Subscribe()
 	defer stop()
-	fl, err := sseHeaders(w)
+	fl, err := SSEHeaders(w)
 	if err != nil {
 		return err
 	}
@@ -649,7 +651,7 @@ func (h *Handler) followLogs(w http.ResponseWriter, r *http.Request, buildID int
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 	msgs, stop := h.Broker.Subscribe()
 	defer stop()
-	fl, err := sseHeaders(w)
+	fl, err := SSEHeaders(w)
 	if err != nil {
 		return err
 	}

@@ -23,8 +23,8 @@ type AuditEntry struct {
 	// At is when the entry was appended, to the microsecond; the store
 	// sets it.
 	At time.Time
-	// Actor is who acted: "token:NAME#ID" for an API token, "forge:NAME"
-	// for a webhook.
+	// Actor is who acted: a user's name, "forge:NAME" for a webhook, or
+	// "token:NAME#ID" for an API token of no user.
 	Actor string
 	// Address is the host the request came from.
 	Address string

@@ -304,18 +304,7 @@ func (h *Handler) raw(w http.ResponseWriter, r *http.Request, s *session) error 
 }
 
 // sse starts a Server-Sent Events answer.
-func sse(w http.ResponseWriter) (http.Flusher, error) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		return nil, fmt.Errorf("streaming unsupported")
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	fl.Flush()
-	return fl, nil
-}
+func sse(w http.ResponseWriter) (http.Flusher, error) { return api.SSEHeaders(w) }
 
 // send writes one event; data may hold newlines.
 func send(w http.ResponseWriter, event, id, data string) {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -221,5 +222,9 @@ func (h *Handler) signout(w http.ResponseWriter, r *http.Request, s *session) er
 
 // baseOf is the layout's data for a signed-in page.
 func baseOf(s *session, title, active string) base {
-	return base{Title: title, User: s.id.User(), Admin: s.id.Admin(), CSRF: s.csrf, Nav: nav, Active: active}
+	items := nav
+	if s.id.Admin() {
+		items = append(slices.Clip(nav), adminNav...)
+	}
+	return base{Title: title, User: s.id.User(), Admin: s.id.Admin(), CSRF: s.csrf, Nav: items, Active: active}
 }

@@ -10,8 +10,8 @@
 // when the API would let them make the call. The package keeps no state of
 // its own but the sessions, which live in the store.
 //
-// It does not serve the deployment and audit pages yet; the navigation has
-// their slots.
+// It does not serve the deployment pages yet; the navigation has their
+// slot.
 package web
 
 import (
@@ -66,13 +66,15 @@ type navItem struct {
 	Name, Href string
 }
 
-// nav is the navigation bar. The deployment (environments) and audit
-// pages, built elsewhere, take their slots here when they come.
-var nav = []navItem{
-	{"Dashboard", "/"},
-	// {"Environments", "/environments"},
-	// {"Audit", "/audit"},
-}
+// nav is the navigation bar; adminNav is added to it for admins. The
+// deployment (environments) page takes its slot when it comes.
+var (
+	nav = []navItem{
+		{"Dashboard", "/"},
+		// {"Environments", "/environments"},
+	}
+	adminNav = []navItem{{"Audit", "/audit"}}
+)
 
 // Register parses the templates and mounts the UI on mux, at / and below,
 // next to /api/v1, /hooks, /healthz and /metrics.
@@ -106,6 +108,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST /builds/{id}/cancel", h.page(h.cancel))
 	mux.Handle("POST /builds/{id}/retry", h.page(h.retry))
 	mux.Handle("GET /events", h.page(h.events))
+	mux.Handle("GET /audit", h.page(h.audit))
 }
 
 // parse reads every page's template with the layout, once.
@@ -132,7 +135,7 @@ func (h *Handler) parse() {
 		},
 	}
 	h.pages = map[string]*template.Template{}
-	for _, page := range []string{"signin", "dashboard", "repo", "build", "error"} {
+	for _, page := range []string{"signin", "dashboard", "repo", "build", "audit", "error"} {
 		h.pages[page] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html"))
 	}
 }

@@ -342,3 +342,45 @@ func mustURL(s string) *url.URL {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The audit page is an admin's: it lists who did what, filtered; anyone
+// else has no link to it and is refused.
+func TestAuditPage(t *testing.T) {
+	t.Parallel()
+	u := newUI(t, false)
+	ctx := t.Context()
+	root := &store.User{Name: "root", Admin: true}
+	if err := u.st.CreateUser(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	rootSecret := "gantry_root_secret"
+	if err := u.st.CreateToken(ctx, &store.Token{Name: "first", Hash: api.HashToken(rootSecret), Kind: store.TokenAPI, UserID: root.ID}); err != nil {
+		t.Fatal(err)
+	}
+	bobSecret, _ := u.user("bob", store.RoleViewer)
+
+	bob := u.browser()
+	u.signIn(bob, bobSecret, "/")
+	if _, body := u.get(bob, "/"); strings.Contains(body, `href="/audit"`) {
+		t.Errorf("a viewer's dashboard links to the audit page")
+	}
+	if resp, body := u.get(bob, "/audit"); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "it needs an admin") {
+		t.Errorf("audit page as a viewer = %d, want 403 saying why", resp.StatusCode)
+	}
+
+	admin := u.browser()
+	u.signIn(admin, rootSecret, "/")
+	if _, body := u.get(admin, "/"); !strings.Contains(body, `href="/audit"`) {
+		t.Errorf("an admin's dashboard has no link to the audit page")
+	}
+	resp, body := u.get(admin, "/audit?actor=bob")
+	if resp.StatusCode != 200 || !strings.Contains(body, "session.signin") || !strings.Contains(body, `href="/audit?actor=bob"`) {
+		t.Errorf("audit page filtered on bob = %d:\n%s", resp.StatusCode, body)
+	}
+	if strings.Contains(body, `href="/audit?actor=root"`) {
+		t.Errorf("audit page filtered on bob shows root's acts:\n%s", body)
+	}
+	if _, body := u.get(admin, "/audit?action=nothing.such"); !strings.Contains(body, "No entry matches") {
+		t.Errorf("audit page with a filter that matches nothing:\n%s", body)
+	}
+}

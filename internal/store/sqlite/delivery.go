@@ -383,23 +383,7 @@ func (s *Store) Hook(ctx context.Context, id int64) (*store.Hook, error) {
 
 // Hooks returns every hook, oldest first.
 func (s *Store) Hooks(ctx context.Context) ([]*store.Hook, error) {
-	rows, err := s.r.QueryContext(ctx, hookSelect+` ORDER BY h.id`)
-	if err != nil {
-		return nil, fmt.Errorf("hooks: %w", err)
-	}
-	defer rows.Close()
-	var out []*store.Hook
-	for rows.Next() {
-		h, err := scanHook(rows)
-		if err != nil {
-			return nil, fmt.Errorf("hooks: %w", err)
-		}
-		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("hooks: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "hooks", scanHook, hookSelect+` ORDER BY h.id`)
 }
 
 // DeleteHook removes a hook and fails its unsent deliveries.
