@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 
 	"github.com/gantry-ci/gantry/internal/artifact"
 	"github.com/gantry-ci/gantry/internal/plan"
@@ -113,6 +114,16 @@ func (d *Dispatcher) OpenArtifact(ctx context.Context, a *Assignment, ref Artifa
 	}
 	if err := d.store.Renew(ctx, a.JobID, a.Token, d.opts.LeaseTTL); err != nil {
 		return nil, err
+	}
+	// The lease names the job; the build ID comes from the caller. The
+	// release whose artifacts may be read is that of the job's own build,
+	// never of another build the caller names.
+	b, err := d.store.Build(ctx, a.BuildID)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(b.Jobs, func(j *store.Job) bool { return j.ID == a.JobID }) {
+		return nil, fmt.Errorf("job %d is not of build %d: %w", a.JobID, a.BuildID, store.ErrStaleLease)
 	}
 	refs, err := d.releaseArtifacts(ctx, a.BuildID)
 	if err != nil {
