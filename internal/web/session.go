@@ -138,9 +138,12 @@ func (h *Handler) page(fn func(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // next is where to go after signing in: a path on this server, else the
-// dashboard.
+// dashboard. A control character anywhere sends it to the dashboard:
+// browsers drop tabs and line breaks from a URL, so "/<TAB>/host" would
+// be "//host", another server.
 func next(v string) string {
-	if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") || strings.ContainsAny(v, "\r\n") {
+	if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "//") || strings.HasPrefix(v, "/\\") ||
+		strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return "/"
 	}
 	return v
