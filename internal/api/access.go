@@ -152,6 +152,16 @@ func (id *identity) need(role, repo string) error {
 		id.User, role, repo, id.User, id.role(repo))}
 }
 
+// needOnBuild is need for the repo of build b, which the caller named
+// only by its ID: a caller who may not see that repo is not told its name.
+func (id *identity) needOnBuild(role string, b *store.Build) error {
+	if id.can(role, b.Repo) || id.can(store.RoleViewer, b.Repo) {
+		return id.need(role, b.Repo)
+	}
+	return &forbidden{fmt.Sprintf("%s may not do this: it needs role %s on the repo of build %d, where %s has none",
+		id.User, role, b.ID, id.User)}
+}
+
 // needAdmin returns nil for an admin, else a 403.
 func (id *identity) needAdmin() error {
 	if id.Admin {
@@ -179,7 +189,7 @@ func (h *Handler) check(r *http.Request, id *identity, rl rule) error {
 		if err != nil {
 			return err
 		}
-		return id.need(rl.role, b.Repo)
+		return id.needOnBuild(rl.role, b)
 	case repoQuery:
 		if repo := r.URL.Query().Get("repo"); repo != "" {
 			return id.need(rl.role, repo)

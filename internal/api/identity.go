@@ -30,6 +30,10 @@ func (i *Identity) Can(role, repo string) bool { return i.id.can(role, repo) }
 // StatusOf maps to 403 with a message that says what was missing.
 func (i *Identity) Need(role, repo string) error { return i.id.need(role, repo) }
 
+// NeedOnBuild is Need for the repo of build b, named only by its ID: the
+// error does not name a repo the user may not see.
+func (i *Identity) NeedOnBuild(role string, b *store.Build) error { return i.id.needOnBuild(role, b) }
+
 // Role names the user's role on repo, or "none".
 func (i *Identity) Role(repo string) string { return i.id.role(repo) }
 

@@ -275,7 +275,7 @@ func (h *Handler) buildOf(r *http.Request, s *session, role string) (*store.Buil
 	if err != nil {
 		return nil, err
 	}
-	if err := s.id.Need(role, b.Repo); err != nil {
+	if err := s.id.NeedOnBuild(role, b); err != nil {
 		return nil, err
 	}
 	return b, nil
