@@ -550,3 +550,47 @@ func TestDeploymentSecrets(t *testing.T) {
 		t.Errorf("the deployment's log does not mask the secret:\n%s", log)
 	}
 }
+
+// Where releases go is the default branch's word: a branch whose own
+// pipeline file says it feeds production makes no release, and nothing
+// of it is deployed; the default branch's own releases still go where its
+// file says.
+func TestBranchCannotDeployItself(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	repoDir, first := makeRepo(t, map[string]string{".gantry.yml": deliveryPipeline(out, "")})
+	s := startServer(t, t.TempDir())
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
+		t.Fatal(errOut)
+	}
+	b1 := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", first, "d1", "k")).body.Builds[0].ID, 60*time.Second)
+	waitLive(t, s, "acme/app", "staging", fmt.Sprintf("main-%d", b1.Number))
+
+	gitCmd(t, repoDir, "checkout", "-q", "-b", "evil")
+	evil := commit(t, repoDir, map[string]string{".gantry.yml": fmt.Sprintf(`
+jobs:
+  build:
+    steps: ["true"]
+environments:
+  production:
+    deploy: {branch: evil}
+    steps:
+      - run: touch %q
+`, filepath.Join(out, "evil-in-production"))})
+	b2 := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "evil", evil, "d2", "k")).body.Builds[0].ID, 60*time.Second)
+	if b2.Status != "success" {
+		t.Fatalf("the branch's build = %s, want success", b2.Status)
+	}
+	time.Sleep(time.Second) // a release would be registered by now
+	for _, r := range cliJSON[[]api.Release](t, s, "releases", "acme/app") {
+		if r.Branch == "evil" {
+			t.Errorf("branch evil made release %s, though the default branch feeds no environment from it", r.Version)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "evil-in-production")); err == nil {
+		t.Errorf("the branch's own pipeline deployed it to production")
+	}
+	if prod, ok := envsOf(t, s, "acme/app")["production"]; ok && (prod.Current != nil || prod.Active != nil) {
+		t.Errorf("production = %+v, want nothing deployed", prod)
+	}
+}

@@ -87,9 +87,11 @@ func (s *Service) Register(ctx context.Context, b *store.Build) (*store.Release,
 	if len(b.Pipeline) == 0 {
 		return nil, nil
 	}
-	p, err := spec.Parse(build.PipelineFile, b.Pipeline)
+	p, err := s.rules(ctx, b)
 	if err != nil {
-		return nil, nil // a build whose pipeline does not parse never passed
+		s.log.LogAttrs(ctx, slog.LevelWarn, "no release: the default branch's environments cannot be read",
+			slog.Int64("build", b.ID), slog.Any("err", err))
+		return nil, nil
 	}
 	makes, auto := deploy.Releases(p, b)
 	if !makes {
@@ -222,9 +224,41 @@ func (s *Service) pipeline(ctx context.Context, rel *store.Release) (*spec.Pipel
 	if err != nil {
 		return nil, err
 	}
-	p, err := spec.Parse(build.PipelineFile, b.Pipeline)
+	p, err := s.rules(ctx, b)
 	if err != nil {
-		return nil, fmt.Errorf("release %s: this server cannot read the pipeline of build %d: %w", rel.Version, b.ID, err)
+		return nil, fmt.Errorf("release %s: %w", rel.Version, err)
+	}
+	return p, nil
+}
+
+// rules returns the pipeline whose environments govern where b's release
+// may go (which branch feeds which environment, promote-from, and what
+// comes later: approvals, freezes): the pipeline file at the head of the
+// repo's default branch, as the mirror last fetched it. A branch's own
+// file must not decide that its builds go to production; what a
+// deployment runs is still the release's own file. Without mirrors (unit
+// tests of this package), b's own pipeline.
+func (s *Service) rules(ctx context.Context, b *store.Build) (*spec.Pipeline, error) {
+	data := b.Pipeline
+	if s.mirrors != nil {
+		repo, err := s.store.Repo(ctx, b.Repo)
+		if err != nil {
+			return nil, err
+		}
+		m := s.mirrors.Get(repo.Name, repo.CloneURL)
+		head, ok := m.Local(ctx, "refs/heads/"+repo.DefaultBranch)
+		if !ok {
+			return nil, fmt.Errorf("the default branch %s of %s is not in the mirror: its pipeline file decides where releases go", repo.DefaultBranch, repo.Name)
+		}
+		if head != b.Commit {
+			if data, err = m.ReadFile(ctx, head, build.PipelineFile); err != nil {
+				return nil, fmt.Errorf("the pipeline file of %s's default branch %s: %w", repo.Name, repo.DefaultBranch, err)
+			}
+		}
+	}
+	p, err := spec.Parse(build.PipelineFile, data)
+	if err != nil {
+		return nil, fmt.Errorf("this server cannot read the pipeline that decides where releases go: %w", err)
 	}
 	return p, nil
 }

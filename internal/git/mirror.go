@@ -194,6 +194,19 @@ func (m *Mirror) refetch(ctx context.Context, what string) error {
 	return nil
 }
 
+// Local returns the commit a ref (refs/heads/NAME, refs/tags/NAME) points
+// at in the mirror as last fetched, without asking the forge: what every
+// push's fetch brought.
+func (m *Mirror) Local(ctx context.Context, ref string) (string, bool) {
+	if !strings.HasPrefix(ref, "refs/heads/") && !strings.HasPrefix(ref, "refs/tags/") || strings.Contains(ref, "..") {
+		return "", false
+	}
+	if err := m.init(ctx); err != nil {
+		return "", false
+	}
+	return m.revParse(ctx, ref)
+}
+
 // revParse returns the commit rev names in the mirror, if any.
 func (m *Mirror) revParse(ctx context.Context, rev string) (string, bool) {
 	out, err := m.run(ctx, "", "--git-dir="+m.dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
