@@ -123,21 +123,14 @@ func (m *Mirror) Fetch(ctx context.Context, commit string) error {
 	if m.has(ctx, c) {
 		return nil
 	}
-	waited := false
 	select {
 	case m.fetch <- struct{}{}:
-	default:
-		waited = true
-		select {
-		case m.fetch <- struct{}{}:
-		case <-ctx.Done():
-			return fmt.Errorf("fetch %s: %w", c, context.Cause(ctx))
-		}
+		defer func() { <-m.fetch }()
+	case <-ctx.Done():
+		return fmt.Errorf("fetch %s: %w", c, context.Cause(ctx))
 	}
-	defer func() { <-m.fetch }()
-	// The fetch we waited for may have brought it. (Without a wait, the
-	// check costs a git process for what is at worst one fetch too many.)
-	if waited && m.has(ctx, c) {
+	// The fetch we waited for may have brought it.
+	if m.has(ctx, c) {
 		return nil
 	}
 	u := m.currentURL()
