@@ -288,6 +288,12 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	if tb.Status != "success" {
 		t.Fatalf("tag build = %s", tb.Status)
 	}
+	// The release is registered once the build has finished: a moment
+	// after its status says so.
+	waitFor(t, 10*time.Second, "the tag made no release", func() bool {
+		_, _, code := s.cli("release", "acme/app", "v1.0.0")
+		return code == 0
+	})
 	if r := cliJSON[api.Release](t, s, "release", "acme/app", "v1.0.0"); r.Tag != "v1.0.0" || r.Commit != second {
 		t.Errorf("release v1.0.0 = %+v", r)
 	}

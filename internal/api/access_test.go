@@ -45,7 +45,8 @@ type accessEnv struct {
 	queued, failed int64
 }
 
-// gitOrigin makes a repository with a pipeline file, once per test.
+// gitOrigin makes a repository with a pipeline file, once per test: its
+// main branch decides where releases go (deliveryPipeline).
 func gitOrigin(t *testing.T) (dir, sha string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -57,7 +58,7 @@ func gitOrigin(t *testing.T) (dir, sha string) {
 		return strings.TrimSpace(string(out))
 	}
 	git("init", "-q", "-b", "main")
-	if err := os.WriteFile(filepath.Join(dir, ".gantry.yml"), []byte("jobs:\n  test:\n    steps: [\"true\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ".gantry.yml"), []byte(deliveryPipeline), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	git("add", "-A")

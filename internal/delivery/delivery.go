@@ -236,8 +236,9 @@ func (s *Service) pipeline(ctx context.Context, rel *store.Release) (*spec.Pipel
 // comes later: approvals, freezes): the pipeline file at the head of the
 // repo's default branch, as the mirror last fetched it. A branch's own
 // file must not decide that its builds go to production; what a
-// deployment runs is still the release's own file. Without mirrors (unit
-// tests of this package), b's own pipeline.
+// deployment runs is still the release's own file. The mirror's copy of
+// the branch is as fresh as the last push; when it has none, the forge is
+// asked. Without mirrors (unit tests of this package), b's own pipeline.
 func (s *Service) rules(ctx context.Context, b *store.Build) (*spec.Pipeline, error) {
 	data := b.Pipeline
 	if s.mirrors != nil {
@@ -248,7 +249,10 @@ func (s *Service) rules(ctx context.Context, b *store.Build) (*spec.Pipeline, er
 		m := s.mirrors.Get(repo.Name, repo.CloneURL)
 		head, ok := m.Local(ctx, "refs/heads/"+repo.DefaultBranch)
 		if !ok {
-			return nil, fmt.Errorf("the default branch %s of %s is not in the mirror: its pipeline file decides where releases go", repo.DefaultBranch, repo.Name)
+			// Nothing pushed to it yet through this server: ask the forge.
+			if head, err = m.Resolve(ctx, "refs/heads/"+repo.DefaultBranch); err != nil {
+				return nil, fmt.Errorf("the default branch %s of %s, whose pipeline file decides where releases go: %w", repo.DefaultBranch, repo.Name, err)
+			}
 		}
 		if head != b.Commit {
 			if data, err = m.ReadFile(ctx, head, build.PipelineFile); err != nil {

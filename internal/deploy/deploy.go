@@ -197,7 +197,7 @@ func Admit(r Request) error {
 		for _, e := range r.Pipeline.Environments {
 			names = append(names, e.Name)
 		}
-		return refusef("the pipeline of release %s has no environment %q (it has: %s)", r.Version, r.Environment, listOrNone(names))
+		return refusef("release %s: the default branch's pipeline has no environment %q (it has: %s)", r.Version, r.Environment, listOrNone(names))
 	}
 	var unsupported []string
 	if e.Approvals != nil {

@@ -180,7 +180,7 @@ func TestAdmit(t *testing.T) {
 		{"production", deploy.KindPromote, in("qa"), "release v7 has not succeeded in staging, and production takes only releases that did (promote-from: staging)"},
 		{"production", deploy.KindDeploy, nil, "release v7 has not succeeded in staging"},
 		{"production", deploy.KindRollback, in(), ""},
-		{"nowhere", deploy.KindDeploy, in(), `the pipeline of release v7 has no environment "nowhere" (it has: staging, qa, production, guarded, frozen, fleet)`},
+		{"nowhere", deploy.KindDeploy, in(), `release v7: the default branch's pipeline has no environment "nowhere" (it has: staging, qa, production, guarded, frozen, fleet)`},
 		{"guarded", deploy.KindPromote, in("staging"), "environment guarded asks for approvals, which this server does not carry out yet"},
 		{"frozen", deploy.KindDeploy, in(), "asks for freeze windows"},
 		{"fleet", deploy.KindRollback, in(), "asks for a rollout"},
