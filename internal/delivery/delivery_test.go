@@ -39,6 +39,10 @@ environments:
     deploy: {branch: guarded}
     approvals: {required: 1}
     steps: [./deploy guarded]
+  frozen:
+    deploy: {branch: frozen}
+    freeze: [{cron: "* * * * *", duration: 2m, reason: migration}]
+    steps: [./deploy frozen]
 `
 
 // env is a server's worth of delivery without HTTP: real SQLite, a real
@@ -372,6 +376,44 @@ func TestApprovals(t *testing.T) {
 	}
 	if len(e.started) != 1 {
 		t.Errorf("deployment builds started = %d, want only the approved one", len(e.started))
+	}
+}
+
+// TestFreezeHoldsAutoDeploy: an automatic deployment to an environment in
+// an open freeze window waits, saying until when and why; a person's
+// request is refused; an admin's override goes through.
+func TestFreezeHoldsAutoDeploy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	sha := e.commit("Ann <ann@example.com>", pipeline)
+	e.push("frozen", sha)
+	e.runJobs(engine.Success)
+	if len(e.started) != 0 {
+		t.Errorf("deployment builds started = %d, want none in a freeze", len(e.started))
+	}
+	f := e.envs()["frozen"]
+	if len(f.Waiting) != 1 || !strings.HasPrefix(f.Why[f.Waiting[0].ID], "frozen is frozen until ") ||
+		!strings.HasSuffix(f.Why[f.Waiting[0].ID], "(migration)") || f.Freeze == nil {
+		t.Fatalf("frozen = %+v (why %v), want the deployment waiting for the window to close", f, f.Why)
+	}
+	version := f.Waiting[0].Version
+	if _, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,
+		By: "ann"}); !errors.Is(err, deploy.ErrRefused) || !strings.Contains(err.Error(), "an admin may with --override-freeze") {
+		t.Errorf("Deploy(in a freeze) = %v, want ErrRefused saying an admin may override", err)
+	}
+	if _, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,
+		By: "ann", OverrideFreeze: "please"}); !errors.Is(err, deploy.ErrForbidden) {
+		t.Errorf("Deploy(a non-admin overrides) = %v, want ErrForbidden", err)
+	}
+	// The admin's deployment waits behind the automatic one, which the
+	// override does not free: cancel that first.
+	if _, err := e.st.EndDeployment(e.ctx, f.Waiting[0].ID, store.DeployCancelled, "test"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,
+		By: "root", Admin: true, OverrideFreeze: "hotfix"})
+	if err != nil || d.State != store.DeployRunning {
+		t.Errorf("Deploy(an admin overrides) = %+v, %v; want it running", d, err)
 	}
 }
 
