@@ -242,9 +242,8 @@ func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writeList(w, ds, func(d *store.Deployment) Deployment {
-		return withTally(DeploymentOf(d, ""), h.Delivery.Tally(r.Context(), d))
-	})
+	tallies := h.Delivery.Tallies(r.Context(), ds)
+	return writeList(w, ds, func(d *store.Deployment) Deployment { return withTally(DeploymentOf(d, ""), tallies[d.ID]) })
 }
 
 // validEnv checks an environment's name where a request gives one.

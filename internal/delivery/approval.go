@@ -115,6 +115,35 @@ func (s *Service) Tally(ctx context.Context, d *store.Deployment) deploy.Tally {
 	return deploy.Count(e, decs)
 }
 
+// Tallies returns Tally for each of ds, by ID, reading each release's
+// pipeline once.
+func (s *Service) Tallies(ctx context.Context, ds []*store.Deployment) map[int64]deploy.Tally {
+	out := map[int64]deploy.Tally{}
+	pipelines := map[int64]*spec.Pipeline{}
+	for _, d := range ds {
+		p, ok := pipelines[d.ReleaseID]
+		if !ok {
+			if rel, err := s.store.ReleaseByID(ctx, d.ReleaseID); err == nil {
+				p, _ = s.pipeline(ctx, rel)
+			}
+			pipelines[d.ReleaseID] = p
+		}
+		if p == nil {
+			continue
+		}
+		e := plan.Environment(p, d.Environment)
+		if e == nil || e.Approvals == nil {
+			continue
+		}
+		decs, err := s.store.DecisionsOf(ctx, d.ID)
+		if err != nil {
+			continue
+		}
+		out[d.ID] = deploy.Count(e, decs)
+	}
+	return out
+}
+
 // Decide records an approval or a rejection (store.VerdictApprove or
 // VerdictReject) of pending deployment id by a person: refused or
 // forbidden as deploy.MayDecide says. A rejection ends the deployment,
