@@ -181,15 +181,32 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 	})
 }
 
-const deploymentHeader = "DEPLOYMENT\tENVIRONMENT\tRELEASE\tSTATE\tBY\tBUILD\tREQUESTED\tREASON"
+const deploymentHeader = "DEPLOYMENT\tENVIRONMENT\tRELEASE\tSTATE\tBY\tAPPROVED\tBUILD\tREQUESTED\tREASON"
 
 func deploymentRow(w io.Writer, d api.Deployment) {
 	build := "-"
 	if d.BuildID != 0 {
 		build = strconv.FormatInt(d.BuildID, 10)
 	}
-	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Environment, d.Release, d.State, by(d), build,
+	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Environment, d.Release, d.State, by(d), approvals(d), build,
 		d.CreatedAt.Local().Format(time.DateTime), oneLine(d.Reason+d.Waiting))
+}
+
+// approvals says who approved a deployment out of how many needed: "1/2
+// bob"; "-" where none are asked for.
+func approvals(d api.Deployment) string {
+	a := d.Approvals
+	if a == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%d/%d", len(a.ApprovedBy), a.Required)
+	if len(a.ApprovedBy) > 0 {
+		s += " " + strings.Join(a.ApprovedBy, ",")
+	}
+	if a.RejectedBy != "" {
+		s += " rejected by " + a.RejectedBy
+	}
+	return s
 }
 
 func printDeployments(w io.Writer, ds []api.Deployment) {
@@ -228,11 +245,13 @@ func deploymentsCmd(args []string, stdout, stderr io.Writer) int {
 
 func envsCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("envs", "envs OWNER/NAME", `Shows a repo's environments: the release that runs in each, since when and
-who asked for it; the deployment running now; those waiting their turn, and
-why; and a deployment that failed or was cancelled since the current one.`, stdout, stderr)
+who asked for it; whether a freeze window is open (FROZEN); the deployment
+running now; those waiting their turn or for approval, and why, with who
+approved so far; and a deployment that failed or was cancelled since the
+current one.`, stdout, stderr)
 	return listOf(fs, args, stdout, stderr, "one OWNER/NAME", func(c *api.Client, ctx context.Context) ([]api.Environment, error) {
 		return c.Environments(ctx, fs.Arg(0))
-	}, "ENVIRONMENT\tRELEASE\tSINCE\tBY\tNOW", func(w io.Writer, e api.Environment) {
+	}, "ENVIRONMENT\tRELEASE\tSINCE\tBY\tFROZEN\tNOW", func(w io.Writer, e api.Environment) {
 		release, since, who := "-", "-", "-"
 		if d := e.Current; d != nil {
 			release, who = d.Release, by(*d)
@@ -247,7 +266,13 @@ why; and a deployment that failed or was cancelled since the current one.`, stdo
 		if len(e.Waiting) > 0 {
 			var vs []string
 			for _, d := range e.Waiting {
-				vs = append(vs, fmt.Sprintf("%s (deployment %d)", d.Release, d.ID))
+				v := fmt.Sprintf("%s (deployment %d)", d.Release, d.ID)
+				if d.State == api.StateWaitingForApproval {
+					v = fmt.Sprintf("%s (deployment %d, waiting for approval: %s)", d.Release, d.ID, approvals(d))
+				} else if d.Waiting != "" {
+					v = fmt.Sprintf("%s (deployment %d: %s)", d.Release, d.ID, d.Waiting)
+				}
+				vs = append(vs, v)
 			}
 			now = append(now, "waiting: "+strings.Join(vs, ", "))
 		}
@@ -257,19 +282,28 @@ why; and a deployment that failed or was cancelled since the current one.`, stdo
 		if len(now) == 0 {
 			now = []string{"-"}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Name, release, since, who, strings.Join(now, "; "))
+		frozen := "-"
+		if f := e.Frozen; f != nil {
+			frozen = "until " + f.Until.Local().Format(time.DateTime)
+			if f.Reason != "" {
+				frozen += " (" + f.Reason + ")"
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, release, since, who, frozen, strings.Join(now, "; "))
 	})
 }
 
 // deployFlags are what deploy, promote and rollback share.
 type deployFlags struct {
-	cf   clientFlags
-	wait *bool
+	cf       clientFlags
+	wait     *bool
+	override *bool
 }
 
 func addDeployFlags(fs *flag.FlagSet) deployFlags {
 	return deployFlags{cf: addClientFlags(fs),
-		wait: fs.Bool("wait", false, "wait until the deployment ends; exit 0 only if it succeeded")}
+		wait:     fs.Bool("wait", false, "wait until the deployment ends; exit 0 only if it succeeded"),
+		override: fs.Bool("override-freeze", false, "deploy even while a freeze window is open (admins only; needs --reason, which the audit log records)")}
 }
 
 // requested prints a deployment just asked for, and with --wait follows
@@ -290,7 +324,7 @@ func (df deployFlags) requested(c *api.Client, ctx context.Context, d *api.Deplo
 		return nil
 	}
 	fmt.Fprintln(stderr, describe(d))
-	for d.State == "pending" || d.State == "running" {
+	for d.State == "pending" || d.State == api.StateWaitingForApproval || d.State == "running" {
 		time.Sleep(500 * time.Millisecond)
 		ds, err := c.Deployments(ctx, d.Repo, d.Environment, 1000)
 		if err != nil {
@@ -320,7 +354,10 @@ run there, as a job on an agent (runs-on applies), with GANTRY_ENVIRONMENT
 and GANTRY_RELEASE set. One deployment runs at a time per environment; this
 one waits for those asked before it, and never stops a running one.
 An environment with promote-from takes only releases that succeeded there.
-Needs the developer role on the repo.`, stdout, stderr)
+Needs the developer role on the repo, and where the environment names
+groups, membership of one (or an admin). Where it asks for approvals, the
+deployment waits for them (gantry approve). While a freeze window is open
+there it is refused, unless an admin gives --override-freeze --reason R.`, stdout, stderr)
 	df := addDeployFlags(fs)
 	release := fs.String("release", "", "the `VERSION` of the release to deploy (gantry releases lists them)")
 	return deployCall(fs, df, args, stdout, stderr, 2, "OWNER/NAME and ENV", func() error {
@@ -329,14 +366,15 @@ Needs the developer role on the repo.`, stdout, stderr)
 		}
 		return nil
 	}, func(c *api.Client, ctx context.Context) (*api.Deployment, error) {
-		return c.Deploy(ctx, api.DeployRequest{Repo: fs.Arg(0), Environment: fs.Arg(1), Release: *release})
+		return c.Deploy(ctx, api.DeployRequest{Repo: fs.Arg(0), Environment: fs.Arg(1), Release: *release, OverrideFreeze: *df.override})
 	})
 }
 
 func promoteCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("promote", "promote OWNER/NAME --from ENV --to ENV [--release VERSION] [--wait]", `Deploys to --to the release that runs in --from now (or --release, which
 must have succeeded in --from): the very artifacts tested there. --to must
-name --from as its promote-from. Needs the developer role on the repo.`, stdout, stderr)
+name --from as its promote-from. Needs the developer role on the repo;
+groups, approvals and freeze windows apply as for gantry deploy.`, stdout, stderr)
 	df := addDeployFlags(fs)
 	from := fs.String("from", "", "the `environment` the release succeeded in")
 	to := fs.String("to", "", "the `environment` to deploy it to")
@@ -347,18 +385,19 @@ name --from as its promote-from. Needs the developer role on the repo.`, stdout,
 		}
 		return nil
 	}, func(c *api.Client, ctx context.Context) (*api.Deployment, error) {
-		return c.Promote(ctx, api.PromoteRequest{Repo: fs.Arg(0), From: *from, To: *to, Release: *release})
+		return c.Promote(ctx, api.PromoteRequest{Repo: fs.Arg(0), From: *from, To: *to, Release: *release, OverrideFreeze: *df.override})
 	})
 }
 
 func rollbackCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("rollback", "rollback OWNER/NAME ENV [--wait]", `Deploys again the release that ran in ENV before the current one, with its
 own artifacts and steps. Rolling back again goes one further back, not
-forth. Needs the developer role on the repo.`, stdout, stderr)
+forth. Needs the developer role on the repo; groups, approvals and freeze
+windows apply as for gantry deploy.`, stdout, stderr)
 	df := addDeployFlags(fs)
 	return deployCall(fs, df, args, stdout, stderr, 2, "OWNER/NAME and ENV", func() error { return nil },
 		func(c *api.Client, ctx context.Context) (*api.Deployment, error) {
-			return c.Rollback(ctx, api.RollbackRequest{Repo: fs.Arg(0), Environment: fs.Arg(1)})
+			return c.Rollback(ctx, api.RollbackRequest{Repo: fs.Arg(0), Environment: fs.Arg(1), OverrideFreeze: *df.override})
 		})
 }
 
@@ -374,6 +413,10 @@ func deployCall(fs *flag.FlagSet, df deployFlags, args []string, stdout, stderr 
 	}
 	if err := check(); err != nil {
 		fmt.Fprintf(stderr, "gantry %s: %v\n", fs.Name(), err)
+		return exitUsage
+	}
+	if *df.override && *df.cf.reason == "" {
+		fmt.Fprintf(stderr, "gantry %s: --override-freeze needs --reason R: the audit log records why\n", fs.Name())
 		return exitUsage
 	}
 	c, ok := df.cf.client(stderr)

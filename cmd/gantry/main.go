@@ -53,6 +53,8 @@ func commands() []command {
 		{"deploy", "deploy a release to an environment", deployCmd},
 		{"promote", "deploy what succeeded in one environment to the next", promoteCmd},
 		{"rollback", "deploy again the release an environment ran before", rollbackCmd},
+		{"approve", "approve a deployment waiting for approval", approveCmd},
+		{"reject", "reject a deployment waiting for approval, which ends it", rejectCmd},
 		{"user", "add, list or remove users (user add|list|rm)", userCmd},
 		{"token", "create, list or revoke your API tokens (token create|list|revoke)", tokenCmd},
 		{"group", "add users to groups, remove them, list groups (group add|rm|list)", groupCmd},

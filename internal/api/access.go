@@ -33,10 +33,13 @@ const (
 	repoQuery
 	// repoBody: the "repo" field of the JSON body.
 	repoBody
+	// deploymentPath: the repository of the deployment the {id} path
+	// value names.
+	deploymentPath
 )
 
 var scopeNames = map[scope]string{global: "global", repoPath: "repo in path", buildPath: "build in path",
-	repoQuery: "repo in query", repoBody: "repo in body"}
+	repoQuery: "repo in query", repoBody: "repo in body", deploymentPath: "deployment in path"}
 
 // rule is who may call a route: at least role on the repository scope
 // names; role "" is any signed-in user.
@@ -201,6 +204,16 @@ func (h *Handler) check(r *http.Request, id *identity, rl rule) error {
 			return err
 		}
 		return id.need(rl.role, repo)
+	case deploymentPath:
+		did, err := pathID(r, "deployment")
+		if err != nil {
+			return err
+		}
+		d, err := h.Store.Deployment(r.Context(), did)
+		if err != nil {
+			return err
+		}
+		return id.need(rl.role, d.Repo)
 	}
 	return fmt.Errorf("route rule with unknown scope %d", rl.scope)
 }

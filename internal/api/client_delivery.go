@@ -181,3 +181,15 @@ func (c *Client) Rollback(ctx context.Context, r RollbackRequest) (*Deployment, 
 	var out Deployment
 	return &out, c.do(ctx, "POST", "/api/v1/rollbacks", r, &out)
 }
+
+// Approve approves a deployment waiting for approval.
+func (c *Client) Approve(ctx context.Context, id int64, comment string) (*Deployment, error) {
+	var out Deployment
+	return &out, c.do(ctx, "POST", fmt.Sprintf("/api/v1/deployments/%d/approve", id), Decision{Comment: comment}, &out)
+}
+
+// Reject rejects a deployment waiting for approval, which ends it.
+func (c *Client) Reject(ctx context.Context, id int64, comment string) (*Deployment, error) {
+	var out Deployment
+	return &out, c.do(ctx, "POST", fmt.Sprintf("/api/v1/deployments/%d/reject", id), Decision{Comment: comment}, &out)
+}

@@ -38,11 +38,15 @@ type Deployment struct {
 	Kind string `json:"kind"`
 	// RequestedBy is who asked; empty for an automatic deployment.
 	RequestedBy string `json:"requested_by"`
-	// State is pending, running, succeeded, failed or cancelled.
+	// State is pending, waiting for approval (pending, and lacking
+	// approvals), running, succeeded, failed or cancelled.
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
 	// Waiting, on a pending deployment, says what it waits for.
 	Waiting string `json:"waiting,omitempty"`
+	// Approvals, where its environment asks for them: how many, from
+	// whom, and who approved (or rejected) so far.
+	Approvals *Approvals `json:"approvals,omitempty"`
 	// BuildID is the build that runs it, once it started.
 	BuildID    int64      `json:"build_id,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
@@ -62,6 +66,8 @@ type Environment struct {
 	// Last is the newest deployment that ended, when that was after
 	// Current: one that failed or was cancelled since.
 	Last *Deployment `json:"last"`
+	// Frozen is the freeze window open now, if any.
+	Frozen *Frozen `json:"frozen,omitempty"`
 }
 
 // DeployRequest is the body of POST /api/v1/deployments.
@@ -69,6 +75,10 @@ type DeployRequest struct {
 	Repo        string `json:"repo"`
 	Environment string `json:"environment"`
 	Release     string `json:"release"`
+	// OverrideFreeze, from an admin, deploys through an open freeze
+	// window; the request's reason (Gantry-Reason) is required and is
+	// recorded.
+	OverrideFreeze bool `json:"override_freeze,omitempty"`
 }
 
 // PromoteRequest is the body of POST /api/v1/promotions; without Release,
@@ -78,12 +88,16 @@ type PromoteRequest struct {
 	From    string `json:"from"`
 	To      string `json:"to"`
 	Release string `json:"release,omitempty"`
+	// OverrideFreeze: as in DeployRequest.
+	OverrideFreeze bool `json:"override_freeze,omitempty"`
 }
 
 // RollbackRequest is the body of POST /api/v1/rollbacks.
 type RollbackRequest struct {
 	Repo        string `json:"repo"`
 	Environment string `json:"environment"`
+	// OverrideFreeze: as in DeployRequest.
+	OverrideFreeze bool `json:"override_freeze,omitempty"`
 }
 
 // DeploymentOf converts a stored deployment; waiting says why a pending
@@ -117,8 +131,9 @@ func ReleaseOf(r *store.Release) Release {
 
 // registerDelivery mounts releases, environments and deployments. Reading
 // them needs the viewer role on the repo; asking for a deployment, a
-// promotion or a rollback the developer role (approvals and per-
-// environment groups will narrow who may, environment by environment).
+// promotion or a rollback, or approving or rejecting one, the developer
+// role, which an environment's groups and approvals narrow further
+// (package deploy decides; a refusal is 403 with what was missing).
 func (h *Handler) registerDelivery(mux *http.ServeMux, viewer, developer func(scope) rule) {
 	h.route(mux, "GET /api/v1/releases", viewer(repoQuery), h.listReleases)
 	h.route(mux, "GET /api/v1/releases/{version...}", viewer(repoQuery), h.getRelease)
@@ -127,6 +142,7 @@ func (h *Handler) registerDelivery(mux *http.ServeMux, viewer, developer func(sc
 	h.route(mux, "POST /api/v1/deployments", developer(repoBody), h.deploy)
 	h.route(mux, "POST /api/v1/promotions", developer(repoBody), h.promote)
 	h.route(mux, "POST /api/v1/rollbacks", developer(repoBody), h.rollback)
+	h.registerApprovals(mux, developer)
 }
 
 // queryRepo is the ?repo= of a delivery listing, which must name a repo
@@ -205,9 +221,9 @@ func (h *Handler) listEnvironments(w http.ResponseWriter, r *http.Request) error
 	}
 	return writeList(w, envs, func(e *delivery.Environment) Environment {
 		v := Environment{Name: e.Name, Current: deploymentPtr(e.Current), Active: deploymentPtr(e.Active),
-			Last: deploymentPtr(e.Last), Waiting: []Deployment{}}
+			Last: deploymentPtr(e.Last), Waiting: []Deployment{}, Frozen: frozenOf(e.Freeze)}
 		for _, d := range e.Waiting {
-			v.Waiting = append(v.Waiting, DeploymentOf(d, e.Why[d.ID]))
+			v.Waiting = append(v.Waiting, withTally(DeploymentOf(d, e.Why[d.ID]), e.Tally[d.ID]))
 		}
 		return v
 	})
@@ -226,7 +242,8 @@ func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writeList(w, ds, func(d *store.Deployment) Deployment { return DeploymentOf(d, "") })
+	tallies := h.Delivery.Tallies(r.Context(), ds)
+	return writeList(w, ds, func(d *store.Deployment) Deployment { return withTally(DeploymentOf(d, ""), tallies[d.ID]) })
 }
 
 // validEnv checks an environment's name where a request gives one.
@@ -253,13 +270,19 @@ func validVersion(v string, required bool) error {
 // answerDeployment records the request for a deployment in the audit log
 // (deployment.deploy, .promote or .rollback), then answers with the
 // deployment as it is now, and why it waits if it does.
-func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, r *http.Request, d *store.Deployment) error {
+func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, r *http.Request, d *store.Deployment, overrode bool) error {
 	detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
 	if d.BuildID != 0 {
 		detail["build"] = strconv.FormatInt(d.BuildID, 10)
 	}
 	if err := h.audit(r, "deployment."+d.Kind, "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
 		return err
+	}
+	if overrode {
+		// The reason is the request's, which the audit entry carries.
+		if err := h.audit(r, "deployment.override-freeze", "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
+			return err
+		}
 	}
 	waiting := ""
 	if d.State == store.DeployPending {
@@ -271,7 +294,7 @@ func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, r
 			}
 		}
 	}
-	return WriteJSON(w, http.StatusCreated, DeploymentOf(d, waiting))
+	return WriteJSON(w, http.StatusCreated, withTally(DeploymentOf(d, waiting), h.Delivery.Tally(ctx, d)))
 }
 
 func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
@@ -285,12 +308,16 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err := validVersion(in.Release, true); err != nil {
 		return err
 	}
-	d, err := h.Delivery.Deploy(r.Context(), delivery.Request{Repo: in.Repo, Environment: in.Environment, Version: in.Release,
-		Kind: deploy.KindDeploy, By: identityOf(r.Context()).User})
+	by, err := deliveryActor(r, in.OverrideFreeze)
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, r, d)
+	d, err := h.Delivery.Deploy(r.Context(), delivery.Request{Repo: in.Repo, Environment: in.Environment, Version: in.Release,
+		Kind: deploy.KindDeploy, By: by.Name, Admin: by.Admin, OverrideFreeze: by.OverrideFreeze})
+	if err != nil {
+		return err
+	}
+	return h.answerDeployment(r.Context(), w, r, d, in.OverrideFreeze)
 }
 
 func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
@@ -307,11 +334,15 @@ func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
 	if err := validVersion(in.Release, false); err != nil {
 		return err
 	}
-	d, err := h.Delivery.Promote(r.Context(), in.Repo, in.From, in.To, in.Release, identityOf(r.Context()).User)
+	by, err := deliveryActor(r, in.OverrideFreeze)
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, r, d)
+	d, err := h.Delivery.Promote(r.Context(), in.Repo, in.From, in.To, in.Release, by)
+	if err != nil {
+		return err
+	}
+	return h.answerDeployment(r.Context(), w, r, d, in.OverrideFreeze)
 }
 
 func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
@@ -322,9 +353,13 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
 	if err := validEnv("environment", in.Environment); err != nil {
 		return err
 	}
-	d, err := h.Delivery.Rollback(r.Context(), in.Repo, in.Environment, identityOf(r.Context()).User)
+	by, err := deliveryActor(r, in.OverrideFreeze)
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, r, d)
+	d, err := h.Delivery.Rollback(r.Context(), in.Repo, in.Environment, by)
+	if err != nil {
+		return err
+	}
+	return h.answerDeployment(r.Context(), w, r, d, in.OverrideFreeze)
 }

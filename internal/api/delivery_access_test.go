@@ -22,6 +22,9 @@ environments:
   production:
     promote-from: staging
     steps: ["./deploy production"]
+  guarded:
+    approvals: {required: 2}
+    steps: ["./deploy guarded"]
 `
 
 // released makes a green build of acme/web with deliveryPipeline, an
@@ -57,7 +60,7 @@ func released(e *accessEnv, version string) *store.Release {
 		return nil
 	}))
 	rel := &store.Release{RepoID: web.ID, Version: version, BuildID: b.ID, Commit: b.Commit, Branch: "main"}
-	must(e.st.CreateRelease(ctx, rel, []string{"staging", "production"}, nil))
+	must(e.st.CreateRelease(ctx, rel, []string{"staging", "production", "guarded"}, nil))
 	return rel
 }
 
@@ -76,6 +79,17 @@ func succeeded(e *accessEnv, rel *store.Release, env string) {
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		panic(err)
 	}
+}
+
+// guarded records a deployment of a new release to guarded, which waits
+// for approvals, requested by root; it returns its ID.
+func guarded(e *accessEnv) int64 {
+	rel := released(e, "v1")
+	d := &store.Deployment{RepoID: rel.RepoID, Environment: "guarded", ReleaseID: rel.ID, Kind: "deploy", RequestedBy: "root", State: store.DeployPending}
+	if err := e.st.CreateDeployment(context.Background(), d); err != nil {
+		panic(err)
+	}
+	return d.ID
 }
 
 // deliveryCases are the role test's cases for the delivery routes: the
@@ -112,6 +126,12 @@ var deliveryCases = map[string]func(e *accessEnv) (string, string, any, string){
 	"POST /api/v1/promotions": func(e *accessEnv) (string, string, any, string) {
 		succeeded(e, released(e, "v1"), "staging")
 		return "POST", "/api/v1/promotions", api.PromoteRequest{Repo: "acme/web", From: "staging", To: "production"}, "developer"
+	},
+	"POST /api/v1/deployments/{id}/approve": func(e *accessEnv) (string, string, any, string) {
+		return "POST", fmt.Sprintf("/api/v1/deployments/%d/approve", guarded(e)), api.Decision{Comment: "fine"}, "developer"
+	},
+	"POST /api/v1/deployments/{id}/reject": func(e *accessEnv) (string, string, any, string) {
+		return "POST", fmt.Sprintf("/api/v1/deployments/%d/reject", guarded(e)), api.Decision{Comment: "no"}, "developer"
 	},
 	"POST /api/v1/rollbacks": func(e *accessEnv) (string, string, any, string) {
 		succeeded(e, released(e, "v1"), "staging")

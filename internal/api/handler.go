@@ -180,7 +180,7 @@ func StatusOf(err error) (status int, msg string) {
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit)
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, err.Error()
-	case errors.As(err, new(*forbidden)):
+	case errors.As(err, new(*forbidden)), errors.Is(err, deploy.ErrForbidden):
 		return http.StatusForbidden, err.Error()
 	case errors.As(err, new(*tooManyRequests)):
 		return http.StatusTooManyRequests, err.Error()

@@ -174,15 +174,22 @@ type Request struct {
 	Version string
 	// Kind is deploy.KindDeploy, KindPromote or KindRollback.
 	Kind string
-	// By is who asks.
-	By string
+	// By is who asks; Admin whether they are an admin.
+	By    string
+	Admin bool
+	// OverrideFreeze, from an admin, is the reason to deploy through an
+	// open freeze window.
+	OverrideFreeze string
 	// RollbackOf is the release a rollback replaces.
 	RollbackOf int64
 }
 
 // Deploy asks for a release to go to an environment: it is refused (an
-// error wrapping deploy.ErrRefused) unless deploy.Admit lets it, else
-// recorded as pending and started if its turn has come. It returns the
+// error wrapping deploy.ErrRefused) unless deploy.Admit lets it, or while
+// a freeze window is open there and no admin overrides it; forbidden (an
+// error wrapping deploy.ErrForbidden) unless the person may deploy there
+// (deploy.MayDeploy); else recorded as pending and started if its turn
+// has come (and, where approvals are asked for, once they are given). It returns the
 // deployment as it is then.
 func (s *Service) Deploy(ctx context.Context, req Request) (*store.Deployment, error) {
 	rel, p, err := s.release(ctx, req.Repo, req.Version)
@@ -198,10 +205,21 @@ func (s *Service) request(ctx context.Context, req Request, rel *store.Release, 
 	if err != nil {
 		return nil, err
 	}
+	if err := s.mayRequest(ctx, req, p); err != nil {
+		return nil, err
+	}
 	d := &store.Deployment{RepoID: rel.RepoID, Environment: req.Environment, ReleaseID: rel.ID, Kind: req.Kind,
 		RequestedBy: req.By, RollbackOf: req.RollbackOf, State: store.DeployPending}
 	if err := s.store.CreateDeployment(ctx, d); err != nil {
 		return nil, err
+	}
+	if req.OverrideFreeze != "" {
+		// Before advance, which would otherwise hold it in the window.
+		if err := s.store.AddDecision(ctx, &store.Decision{DeploymentID: d.ID, User: req.By,
+			Verdict: store.VerdictOverrideFreeze, Comment: req.OverrideFreeze}); err != nil {
+			s.end(ctx, d, deploy.Fail, "could not record the freeze override: "+err.Error())
+			return nil, err
+		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment requested", slog.String("repo", req.Repo), slog.String("environment", req.Environment),
 		slog.String("version", rel.Version), slog.String("kind", req.Kind), slog.String("by", req.By), slog.Int64("deployment", d.ID))
@@ -287,7 +305,7 @@ func (s *Service) live(ctx context.Context, repo, env string) (*store.Deployment
 // Promote asks for a release to go from environment from to environment
 // to, whose promote-from must be from: the one named, or, with version
 // empty, the one live in from.
-func (s *Service) Promote(ctx context.Context, repo, from, to, version, by string) (*store.Deployment, error) {
+func (s *Service) Promote(ctx context.Context, repo, from, to, version string, by Actor) (*store.Deployment, error) {
 	if version == "" {
 		d, err := s.live(ctx, repo, from)
 		if err != nil {
@@ -305,13 +323,14 @@ func (s *Service) Promote(ctx context.Context, repo, from, to, version, by strin
 	if err := deploy.CheckPromotion(p, from, to); err != nil {
 		return nil, err
 	}
-	return s.request(ctx, Request{Repo: repo, Environment: to, Version: version, Kind: deploy.KindPromote, By: by}, rel, p)
+	return s.request(ctx, Request{Repo: repo, Environment: to, Version: version, Kind: deploy.KindPromote, By: by.Name,
+		Admin: by.Admin, OverrideFreeze: by.OverrideFreeze}, rel, p)
 }
 
 // Rollback asks for an environment to go back to the release live there
 // before the current one (deploy.RollbackTarget), with that release's
 // artifacts and steps.
-func (s *Service) Rollback(ctx context.Context, repo, env, by string) (*store.Deployment, error) {
+func (s *Service) Rollback(ctx context.Context, repo, env string, by Actor) (*store.Deployment, error) {
 	if _, err := s.store.Repo(ctx, repo); err != nil {
 		return nil, err
 	}
@@ -335,12 +354,13 @@ func (s *Service) Rollback(ctx context.Context, repo, env, by string) (*store.De
 	if err != nil {
 		return nil, err
 	}
-	return s.request(ctx, Request{Repo: repo, Environment: env, Version: rel.Version, Kind: deploy.KindRollback, By: by,
-		RollbackOf: current}, rel, p)
+	return s.request(ctx, Request{Repo: repo, Environment: env, Version: rel.Version, Kind: deploy.KindRollback, By: by.Name,
+		Admin: by.Admin, OverrideFreeze: by.OverrideFreeze, RollbackOf: current}, rel, p)
 }
 
 // advance starts the deployment of an environment whose turn it is, if
-// any. One that cannot start (its release's pipeline no longer reads, say)
+// any, and if it is ready: approved as its environment asks, and not in
+// an open freeze window (unless an admin overrode it). One that cannot start (its release's pipeline no longer reads, say)
 // fails with the reason, and the next gets its turn.
 func (s *Service) advance(ctx context.Context, repo, env string) {
 	for range 100 {
@@ -350,7 +370,7 @@ func (s *Service) advance(ctx context.Context, repo, env string) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "read deployments", slog.String("repo", repo), slog.String("environment", env), slog.Any("err", err))
 			return
 		}
-		d, _ := deploy.Next(open, nil)
+		d, _ := deploy.Next(open, s.ready(ctx))
 		if d == nil {
 			return
 		}

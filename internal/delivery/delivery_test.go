@@ -39,6 +39,10 @@ environments:
     deploy: {branch: guarded}
     approvals: {required: 1}
     steps: [./deploy guarded]
+  frozen:
+    deploy: {branch: frozen}
+    freeze: [{cron: "* * * * *", duration: 2m, reason: migration}]
+    steps: [./deploy frozen]
 `
 
 // env is a server's worth of delivery without HTTP: real SQLite, a real
@@ -281,7 +285,7 @@ func TestPromoteAndRollback(t *testing.T) {
 	sha := e.commit("Ann <ann@example.com>", pipeline)
 	e.push("main", sha)
 	e.runJobs(engine.Success) // the build; main-1 starts on staging
-	if _, err := e.svc.Promote(e.ctx, "acme/app", "staging", "production", "", "ann"); !errors.Is(err, deploy.ErrRefused) ||
+	if _, err := e.svc.Promote(e.ctx, "acme/app", "staging", "production", "", delivery.Actor{Name: "ann"}); !errors.Is(err, deploy.ErrRefused) ||
 		!strings.Contains(err.Error(), "no release has succeeded in staging") {
 		t.Errorf("Promote() before staging passed = %v, want refused: nothing to promote", err)
 	}
@@ -290,10 +294,10 @@ func TestPromoteAndRollback(t *testing.T) {
 		t.Errorf("Deploy(production) before staging passed = %v, want refused", err)
 	}
 	e.runJobs(engine.Success) // staging passes
-	if _, err := e.svc.Promote(e.ctx, "acme/app", "production", "staging", "", "ann"); !errors.Is(err, deploy.ErrRefused) {
+	if _, err := e.svc.Promote(e.ctx, "acme/app", "production", "staging", "", delivery.Actor{Name: "ann"}); !errors.Is(err, deploy.ErrRefused) {
 		t.Errorf("Promote(production -> staging) = %v, want refused", err)
 	}
-	d, err := e.svc.Promote(e.ctx, "acme/app", "staging", "production", "", "ann")
+	d, err := e.svc.Promote(e.ctx, "acme/app", "staging", "production", "", delivery.Actor{Name: "ann"})
 	if err != nil || d.Version != "main-1" || d.Kind != deploy.KindPromote || d.RequestedBy != "ann" || d.State != store.DeployRunning {
 		t.Fatalf("Promote() = %+v, %v; want main-1 running on production, asked by ann", d, err)
 	}
@@ -301,7 +305,7 @@ func TestPromoteAndRollback(t *testing.T) {
 	if got := e.envs()["production"]; version(got.Current) != "main-1" || got.Current.RequestedBy != "ann" {
 		t.Errorf("production = %s by %s, want main-1 by ann", version(got.Current), got.Current.RequestedBy)
 	}
-	if _, err := e.svc.Rollback(e.ctx, "acme/app", "staging", "bob"); !errors.Is(err, deploy.ErrRefused) {
+	if _, err := e.svc.Rollback(e.ctx, "acme/app", "staging", delivery.Actor{Name: "bob"}); !errors.Is(err, deploy.ErrRefused) {
 		t.Errorf("Rollback() with one release ever = %v, want refused", err)
 	}
 	e.push("main", sha)
@@ -311,7 +315,7 @@ func TestPromoteAndRollback(t *testing.T) {
 	if cur == "main-1" {
 		t.Fatalf("staging still runs main-1 after the second release")
 	}
-	rb, err := e.svc.Rollback(e.ctx, "acme/app", "staging", "bob")
+	rb, err := e.svc.Rollback(e.ctx, "acme/app", "staging", delivery.Actor{Name: "bob"})
 	if err != nil || rb.Version != "main-1" || rb.Kind != deploy.KindRollback || rb.RequestedBy != "bob" {
 		t.Fatalf("Rollback() = %+v, %v; want main-1 by bob", rb, err)
 	}
@@ -329,20 +333,87 @@ func TestPromoteAndRollback(t *testing.T) {
 	}
 }
 
-// TestRefusedAutoDeploy: an environment that asks for approvals is not
-// deployed to without them; the refusal is recorded where envs shows it.
-func TestRefusedAutoDeploy(t *testing.T) {
+// TestApprovals: an automatic deployment to an environment that asks for
+// approvals waits for them; the release's author may not approve; an
+// approval lets it start; a rejection ends the next one.
+func TestApprovals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
 	sha := e.commit("Ann <ann@example.com>", pipeline)
 	e.push("guarded", sha)
 	e.runJobs(engine.Success)
 	if len(e.started) != 0 {
-		t.Errorf("deployment builds started = %d, want none", len(e.started))
+		t.Errorf("deployment builds started = %d, want none before an approval", len(e.started))
 	}
 	g := e.envs()["guarded"]
-	if g.Last == nil || g.Last.State != store.DeployFailed || !strings.Contains(g.Last.Reason, "asks for approvals") {
-		t.Errorf("guarded = %+v, want a failed deployment saying approvals are not carried out", g.Last)
+	if len(g.Waiting) != 1 || g.Why[g.Waiting[0].ID] != "waiting for approval: 0 of 1" {
+		t.Fatalf("guarded = %+v (why %v), want one deployment waiting for approval", g, g.Why)
+	}
+	d := g.Waiting[0]
+	if _, err := e.svc.Decide(e.ctx, d.ID, delivery.Actor{Name: "ann"}, store.VerdictApprove, ""); !errors.Is(err, deploy.ErrForbidden) ||
+		!strings.Contains(err.Error(), "ann authored a commit of release") {
+		t.Errorf("Decide(the author approves) = %v, want ErrForbidden saying she authored it", err)
+	}
+	got, err := e.svc.Decide(e.ctx, d.ID, delivery.Actor{Name: "bob"}, store.VerdictApprove, "ok")
+	if err != nil || got.State != store.DeployRunning || len(e.started) != 1 {
+		t.Fatalf("Decide(bob approves) = %+v, %v (%d started); want it running", got, err, len(e.started))
+	}
+	if _, err := e.svc.Decide(e.ctx, d.ID, delivery.Actor{Name: "cat"}, store.VerdictApprove, ""); !errors.Is(err, deploy.ErrRefused) {
+		t.Errorf("Decide(a running deployment) = %v, want ErrRefused", err)
+	}
+	e.runJobs(engine.Success)
+	// The next release waits again: the approval was for the other one.
+	sha2 := e.commit("Ann <ann@example.com>", pipeline+"\n")
+	e.push("guarded", sha2)
+	e.runJobs(engine.Success)
+	g = e.envs()["guarded"]
+	if len(g.Waiting) != 1 || g.Waiting[0].Version == d.Version {
+		t.Fatalf("guarded after a second release = %+v, want its deployment waiting", g)
+	}
+	rej, err := e.svc.Decide(e.ctx, g.Waiting[0].ID, delivery.Actor{Name: "bob"}, store.VerdictReject, "not today")
+	if err != nil || rej.State != store.DeployFailed || rej.Reason != "rejected by bob: not today" {
+		t.Errorf("Decide(bob rejects) = %+v, %v; want failed, rejected by bob: not today", rej, err)
+	}
+	if len(e.started) != 1 {
+		t.Errorf("deployment builds started = %d, want only the approved one", len(e.started))
+	}
+}
+
+// TestFreezeHoldsAutoDeploy: an automatic deployment to an environment in
+// an open freeze window waits, saying until when and why; a person's
+// request is refused; an admin's override goes through.
+func TestFreezeHoldsAutoDeploy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	sha := e.commit("Ann <ann@example.com>", pipeline)
+	e.push("frozen", sha)
+	e.runJobs(engine.Success)
+	if len(e.started) != 0 {
+		t.Errorf("deployment builds started = %d, want none in a freeze", len(e.started))
+	}
+	f := e.envs()["frozen"]
+	if len(f.Waiting) != 1 || !strings.HasPrefix(f.Why[f.Waiting[0].ID], "frozen is frozen until ") ||
+		!strings.HasSuffix(f.Why[f.Waiting[0].ID], "(migration)") || f.Freeze == nil {
+		t.Fatalf("frozen = %+v (why %v), want the deployment waiting for the window to close", f, f.Why)
+	}
+	version := f.Waiting[0].Version
+	if _, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,
+		By: "ann"}); !errors.Is(err, deploy.ErrRefused) || !strings.Contains(err.Error(), "an admin may with --override-freeze") {
+		t.Errorf("Deploy(in a freeze) = %v, want ErrRefused saying an admin may override", err)
+	}
+	if _, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,
+		By: "ann", OverrideFreeze: "please"}); !errors.Is(err, deploy.ErrForbidden) {
+		t.Errorf("Deploy(a non-admin overrides) = %v, want ErrForbidden", err)
+	}
+	// The admin's deployment waits behind the automatic one, which the
+	// override does not free: cancel that first.
+	if _, err := e.st.EndDeployment(e.ctx, f.Waiting[0].ID, store.DeployCancelled, "test"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,
+		By: "root", Admin: true, OverrideFreeze: "hotfix"})
+	if err != nil || d.State != store.DeployRunning {
+		t.Errorf("Deploy(an admin overrides) = %+v, %v; want it running", d, err)
 	}
 }
 

@@ -25,6 +25,12 @@ type Environment struct {
 	// Last is the newest deployment that ended, when it ended after
 	// Current: one that failed or was cancelled since.
 	Last *store.Deployment
+	// Tally says, for each waiting deployment, where it stands with its
+	// approvals.
+	Tally map[int64]deploy.Tally
+	// Freeze is the freeze window open now, as the newest release's
+	// pipeline defines the environment; nil when none is.
+	Freeze *deploy.Freeze
 }
 
 // Environments returns a repo's environments as they are now, in the order
@@ -46,7 +52,7 @@ func (s *Service) Environments(ctx context.Context, repo string) ([]*Environment
 }
 
 func (s *Service) environment(ctx context.Context, repo, name string) (*Environment, error) {
-	e := &Environment{Name: name}
+	e := &Environment{Name: name, Tally: map[int64]deploy.Tally{}, Freeze: s.freeze(ctx, repo, name)}
 	var err error
 	if e.Current, err = s.live(ctx, repo, name); err != nil {
 		return nil, err
@@ -56,12 +62,13 @@ func (s *Service) environment(ctx context.Context, repo, name string) (*Environm
 	if err != nil {
 		return nil, err
 	}
-	_, e.Why = deploy.Next(open, nil)
+	_, e.Why = deploy.Next(open, s.ready(ctx))
 	for _, d := range open {
 		if d.State == store.DeployRunning {
 			e.Active = d
 		} else {
 			e.Waiting = append(e.Waiting, d)
+			e.Tally[d.ID] = s.Tally(ctx, d)
 		}
 	}
 	slices.SortFunc(e.Waiting, func(a, b *store.Deployment) int { return cmp.Compare(a.ID, b.ID) })

@@ -5,10 +5,13 @@
 // called. It does no I/O and keeps no state: package delivery carries its
 // decisions out against the store and the build queue.
 //
-// What it does not decide yet: approvals, freeze windows and rollouts
-// across hosts. An environment that asks for one is refused (Admit) rather
-// than deployed to without it; Next takes a Ready function, the seam where
-// approvals and freeze windows will hold a deployment in line.
+// It decides who may deploy to an environment, who may approve or reject
+// a deployment and when enough people have, and when a freeze window
+// holds one (approval.go); Next takes a Ready function, where approvals
+// and freeze windows hold a deployment in line.
+//
+// What it does not decide yet: rollouts across hosts. An environment that
+// asks for one is refused (Admit) rather than deployed to without it.
 package deploy
 
 import (
@@ -51,6 +54,8 @@ const (
 	Fail Event = "fail"
 	// Cancel: someone cancelled its build.
 	Cancel Event = "cancel"
+	// Reject: an approver rejected it before it started.
+	Reject Event = "reject"
 )
 
 // ErrTransition: the event cannot happen to a deployment in that state.
@@ -63,17 +68,19 @@ var ErrTransition = errors.New("no such transition")
 //	    ▼
 //	 pending ───Start───► running ───Succeed───► succeeded
 //	    │                    │
-//	    │ Fail, Cancel       │ Fail, Cancel
+//	    │ Fail, Reject,      │ Fail, Cancel
+//	    │ Cancel             │
 //	    ▼                    ▼
 //	 failed, cancelled    failed, cancelled
 //
 // A pending deployment waits its turn: one runs at a time per environment,
-// in the order asked (approvals and freeze windows will hold it here too);
+// in the order asked, and while it lacks approvals or a freeze window is
+// open (a rejection fails it);
 // one that cannot start is refused (Fail). A running deployment is never
 // cancelled by a newer one: only its build's end, or someone cancelling
 // that build, ends it. Final states have no way out.
 var transitions = map[string]map[Event]string{
-	store.DeployPending: {Start: store.DeployRunning, Fail: store.DeployFailed, Cancel: store.DeployCancelled},
+	store.DeployPending: {Start: store.DeployRunning, Fail: store.DeployFailed, Reject: store.DeployFailed, Cancel: store.DeployCancelled},
 	store.DeployRunning: {Succeed: store.DeploySucceeded, Fail: store.DeployFailed, Cancel: store.DeployCancelled},
 }
 
@@ -114,7 +121,7 @@ func Outcome(b *store.Build) (Event, string) {
 }
 
 // Ready says whether a pending deployment, first in line, may start now,
-// and why not. It is where approvals and freeze windows will hold one.
+// and why not. It is where approvals and freeze windows hold one.
 type Ready func(d *store.Deployment) (ok bool, why string)
 
 // Next decides which of an environment's open deployments (pending or
@@ -188,8 +195,10 @@ type Request struct {
 // such environment; the environment takes only releases that succeeded
 // in its promote-from, and this one has not (a rollback, to a release
 // that was live there, is not held to this); or the environment asks for
-// what this server does not carry out yet (approvals, freeze windows, a
-// rollout), which is refused rather than skipped.
+// what this server does not carry out yet (a rollout), which is refused
+// rather than skipped. Approvals and freeze windows do not refuse a
+// request: they hold the deployment (Ready), and package delivery
+// refuses a person's request while a window is open.
 func Admit(r Request) error {
 	e := plan.Environment(r.Pipeline, r.Environment)
 	if e == nil {
@@ -199,19 +208,9 @@ func Admit(r Request) error {
 		}
 		return refusef("release %s: the default branch's pipeline has no environment %q (it has: %s)", r.Version, r.Environment, listOrNone(names))
 	}
-	var unsupported []string
-	if e.Approvals != nil {
-		unsupported = append(unsupported, "approvals")
-	}
-	if len(e.Freeze) > 0 {
-		unsupported = append(unsupported, "freeze windows")
-	}
 	if e.Rollout != nil {
-		unsupported = append(unsupported, "a rollout")
-	}
-	if len(unsupported) > 0 {
-		return refusef("environment %s asks for %s, which this server does not carry out yet: nothing is deployed there rather than deployed without them",
-			e.Name, strings.Join(unsupported, " and "))
+		return refusef("environment %s asks for a rollout, which this server does not carry out yet: nothing is deployed there rather than deployed without it",
+			e.Name)
 	}
 	if e.PromoteFrom != "" && r.Kind != KindRollback && (r.SucceededIn == nil || !r.SucceededIn(e.PromoteFrom)) {
 		return refusef("release %s has not succeeded in %s, and %s takes only releases that did (promote-from: %s)",

@@ -181,8 +181,9 @@ func TestAdmit(t *testing.T) {
 		{"production", deploy.KindDeploy, nil, "release v7 has not succeeded in staging"},
 		{"production", deploy.KindRollback, in(), ""},
 		{"nowhere", deploy.KindDeploy, in(), `release v7: the default branch's pipeline has no environment "nowhere" (it has: staging, qa, production, guarded, frozen, fleet)`},
-		{"guarded", deploy.KindPromote, in("staging"), "environment guarded asks for approvals, which this server does not carry out yet"},
-		{"frozen", deploy.KindDeploy, in(), "asks for freeze windows"},
+		{"guarded", deploy.KindPromote, in("staging"), ""}, // approvals hold it later, in line
+		{"guarded", deploy.KindPromote, in(), "release v7 has not succeeded in staging"},
+		{"frozen", deploy.KindDeploy, in(), ""}, // the window is checked against the clock, by delivery
 		{"fleet", deploy.KindRollback, in(), "asks for a rollout"},
 	} {
 		err := deploy.Admit(deploy.Request{Pipeline: p, Environment: c.env, Version: "v7", Kind: c.kind, SucceededIn: c.succeededIn})

@@ -38,7 +38,7 @@ var Keys = map[string][]string{
 	"step":         {"name", "run", "env", "timeout", "retry", "if", "working-directory"},
 	"service":      {"image", "env", "command", "ready"},
 	"ready":        {"run", "interval", "timeout"},
-	"environment":  {"deploy", "promote-from", "approvals", "rollout", "freeze", "runs-on", "image", "env", "secrets", "timeout", "url", "steps"},
+	"environment":  {"deploy", "promote-from", "groups", "approvals", "rollout", "freeze", "runs-on", "image", "env", "secrets", "timeout", "url", "steps"},
 	"deploy":       {"branch"},
 	"approvals":    {"required", "groups", "author-may-approve"},
 	"rollout":      {"hosts", "batch", "health"},
@@ -960,6 +960,8 @@ func (p *parser) environment(name string, k, n *yaml.Node) *Environment {
 			})
 		case "promote-from":
 			e.PromoteFrom = p.nonEmpty(v, w)
+		case "groups":
+			e.Groups = p.names(v, w)
 		case "approvals":
 			e.Approvals = &Approvals{Required: 1}
 			p.mapping(v, w, "approvals", func(key string, k, v *yaml.Node) {

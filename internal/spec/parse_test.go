@@ -321,6 +321,7 @@ jobs:
       - ./deploy.sh staging
   production:
     promote-from: staging
+    groups: [releasers]
     approvals:
       required: 2
       groups: [releasers, sre]
@@ -358,6 +359,7 @@ jobs:
 					{
 						Name:        "production",
 						PromoteFrom: "staging",
+						Groups:      []string{"releasers"},
 						Approvals:   &spec.Approvals{Required: 2, Groups: []string{"releasers", "sre"}, AuthorMayApprove: true},
 						Rollout: &spec.Rollout{Hosts: "web", Batch: 3, Health: &spec.Health{
 							URL: "http://{host}:8080/healthz", Timeout: 5 * time.Second, Interval: 10 * time.Second, Retries: 3,

@@ -213,16 +213,19 @@ type Environment struct {
 	DeployBranch string
 	// PromoteFrom names the environment a release must have succeeded in first.
 	PromoteFrom string
-	Approvals   *Approvals
-	Rollout     *Rollout
-	Freeze      []*Freeze
-	RunsOn      []string
-	Image       string
-	Env         map[string]string
-	Secrets     []string
-	Timeout     time.Duration
-	URL         string
-	Steps       []*Step
+	// Groups, when set, are the only groups whose members (and admins)
+	// may deploy, promote or roll back here.
+	Groups    []string
+	Approvals *Approvals
+	Rollout   *Rollout
+	Freeze    []*Freeze
+	RunsOn    []string
+	Image     string
+	Env       map[string]string
+	Secrets   []string
+	Timeout   time.Duration
+	URL       string
+	Steps     []*Step
 }
 
 // Approvals says who must approve a deployment before it starts.

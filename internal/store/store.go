@@ -363,6 +363,8 @@ type Store interface {
 
 	// Releases: artifacts, releases, environments, deployments (release.go).
 	Releases
+	// Decisions is in approval.go.
+	Decisions
 
 	// Close releases the store's resources.
 	Close() error

@@ -1,0 +1,33 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/gantry-ci/gantry/internal/store"
+)
+
+// AddDecision stores a decision on a deployment.
+func (s *Store) AddDecision(ctx context.Context, d *store.Decision) error {
+	created := now()
+	var id int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO decisions (deployment_id, user_name, verdict, comment, created_at)
+			VALUES (?, ?, ?, ?, ?) RETURNING id`, d.DeploymentID, d.User, d.Verdict, d.Comment, nanos(created)).Scan(&id)
+	})
+	if err != nil {
+		return fmt.Errorf("%s deployment %d by %s: %w", d.Verdict, d.DeploymentID, d.User, translate(err))
+	}
+	d.ID, d.CreatedAt = id, created
+	return nil
+}
+
+// DecisionsOf returns the decisions on a deployment, oldest first.
+func (s *Store) DecisionsOf(ctx context.Context, deploymentID int64) ([]*store.Decision, error) {
+	return queryAll(ctx, s.r, "decisions", func(sc interface{ Scan(...any) error }) (*store.Decision, error) {
+		d := &store.Decision{}
+		return d, sc.Scan(&d.ID, &d.DeploymentID, &d.User, &d.Verdict, &d.Comment, ts(&d.CreatedAt))
+	}, `SELECT id, deployment_id, user_name, verdict, comment, created_at FROM decisions
+		WHERE deployment_id = ? ORDER BY id`, deploymentID)
+}
