@@ -409,12 +409,27 @@ func (h *Handler) Trigger(ctx context.Context, author string, in Trigger) (*stor
 	if in.Branch == "" {
 		in.Branch = repo.DefaultBranch
 	}
+	m := h.Mirrors.Get(repo.Name, repo.CloneURL)
+	head, err := m.Resolve(ctx, "refs/heads/"+in.Branch)
+	if err != nil {
+		return nil, badRequestf("branch %q of %s: %v", in.Branch, repo.Name, err)
+	}
 	if in.Commit == "" {
-		sha, err := h.Mirrors.Get(repo.Name, repo.CloneURL).Resolve(ctx, "refs/heads/"+in.Branch)
-		if err != nil {
-			return nil, badRequestf("branch %q of %s: %v", in.Branch, repo.Name, err)
+		in.Commit = head
+	} else if in.Commit != head {
+		// A build says it is of the branch: its commit must be on it, or
+		// any commit (a fork's too) could pass for the branch's and make
+		// its releases.
+		if err := m.Fetch(ctx, in.Commit); err != nil {
+			return nil, badRequestf("commit %s of %s: %v", in.Commit, repo.Name, err)
 		}
-		in.Commit = sha
+		on, err := m.IsAncestor(ctx, in.Commit, head)
+		if err != nil {
+			return nil, err
+		}
+		if !on {
+			return nil, badRequestf("commit %s is not on branch %s of %s", in.Commit, in.Branch, repo.Name)
+		}
 	}
 	b, _, err := h.Builds.Create(ctx, repo, build.Trigger{
 		Trigger: plan.Trigger{Event: plan.EventManual, Branch: in.Branch, Commit: in.Commit, Repo: repo.Name},

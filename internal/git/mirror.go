@@ -200,6 +200,25 @@ func (m *Mirror) Local(ctx context.Context, ref string) (string, bool) {
 	return m.revParse(ctx, ref)
 }
 
+// IsAncestor reports whether commit is head or one of its ancestors: both
+// must be in the mirror (see Fetch).
+func (m *Mirror) IsAncestor(ctx context.Context, commit, head string) (bool, error) {
+	c, err := checkCommit(commit)
+	if err != nil {
+		return false, err
+	}
+	h, err := checkCommit(head)
+	if err != nil {
+		return false, err
+	}
+	_, err = m.run(ctx, "", "--git-dir="+m.dir, "merge-base", "--is-ancestor", c, h)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 1 {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // revParse returns the commit rev names in the mirror, if any.
 func (m *Mirror) revParse(ctx context.Context, rev string) (string, bool) {
 	out, err := m.run(ctx, "", "--git-dir="+m.dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
