@@ -264,9 +264,20 @@ func TestDeliveryEndToEnd(t *testing.T) {
 	}
 	// The audit log has both requests, with who asked and why.
 	var acts []string
-	for _, a := range cliJSON[[]api.AuditEntry](t, s, "audit") {
+	own := map[string]bool{} // what Gantry did by itself
+	for _, a := range cliJSON[[]api.AuditEntry](t, s, "audit", "--limit", "1000") {
+		if a.Actor == "gantry" {
+			own[a.Action+" "+a.Detail["environment"]+" "+a.Detail["release"]+" "+a.Detail["version"]] = true
+			continue
+		}
 		if strings.HasPrefix(a.Action, "deployment.") {
 			acts = append(acts, fmt.Sprintf("%s %s %s %s %s %q", a.Actor, a.Action, a.Detail["environment"], a.Detail["release"], a.Detail["repo"], a.Reason))
+		}
+	}
+	for _, want := range []string{"release.create   " + v1, "deployment.auto staging " + v1 + " ", "deployment.start staging " + v1 + " ",
+		"deployment.end staging " + v1 + " ", "deployment.start production " + v1 + " "} {
+		if !own[want] {
+			t.Errorf("the audit log has no %q of Gantry's own; it has %v", want, own)
 		}
 	}
 	if want := []string{fmt.Sprintf("admin deployment.rollback staging %s acme/app %q", v1, ""),

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/build"
@@ -126,6 +127,12 @@ func (s *Service) Register(ctx context.Context, b *store.Build) (*store.Release,
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "release registered", slog.String("repo", rel.Repo), slog.String("version", rel.Version),
 		slog.Int64("build", b.ID), slog.Int("artifacts", len(rel.Artifacts)))
+	s.record(ctx, "release.create", "repo:"+rel.Repo, map[string]string{"version": rel.Version,
+		"build": strconv.FormatInt(b.ID, 10), "commit": rel.Commit, "branch": rel.Branch, "tag": rel.Tag})
+	for _, d := range deploys {
+		s.record(ctx, "deployment.auto", "deployment:"+strconv.FormatInt(d.ID, 10), map[string]string{"repo": rel.Repo,
+			"environment": d.Environment, "release": rel.Version, "state": d.State, "reason": d.Reason})
+	}
 	for _, d := range deploys {
 		if d.State == store.DeployPending {
 			s.advance(ctx, rel.Repo, d.Environment)
@@ -408,6 +415,8 @@ func (s *Service) start(ctx context.Context, d *store.Deployment) error {
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment started", slog.String("repo", d.Repo), slog.String("environment", d.Environment),
 		slog.String("version", rel.Version), slog.Int64("deployment", d.ID), slog.Int64("build", b.ID))
+	s.record(ctx, "deployment.start", "deployment:"+strconv.FormatInt(d.ID, 10), map[string]string{"repo": d.Repo,
+		"environment": d.Environment, "release": rel.Version, "build": strconv.FormatInt(b.ID, 10)})
 	s.started(b)
 	return nil
 }
@@ -425,6 +434,8 @@ func (s *Service) end(ctx context.Context, d *store.Deployment, ev deploy.Event,
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment ended", slog.String("repo", d.Repo), slog.String("environment", d.Environment),
 		slog.String("version", d.Version), slog.Int64("deployment", d.ID), slog.String("state", to), slog.String("reason", reason))
+	s.record(ctx, "deployment.end", "deployment:"+strconv.FormatInt(d.ID, 10), map[string]string{"repo": d.Repo,
+		"environment": d.Environment, "release": d.Version, "state": to, "reason": reason})
 }
 
 // ended ends the deployment a finished build ran, and lets the next one
@@ -530,5 +541,23 @@ func (s *Service) recoverReleases(ctx context.Context) {
 		} else if rel != nil {
 			newest[key] = b.Number
 		}
+	}
+}
+
+// record appends an act of Gantry itself (actor "gantry": no person asked
+// for it) to the audit log: releases, automatic deployments, and every
+// deployment's start and end, so that the log tells what reached each
+// environment and when. A failure to record is logged as an error; the
+// act, already done, stands.
+func (s *Service) record(ctx context.Context, action, object string, detail map[string]string) {
+	for k, v := range detail {
+		if v == "" {
+			delete(detail, k)
+		}
+	}
+	e := &store.AuditEntry{Actor: "gantry", Action: action, Object: object, Detail: detail}
+	e.Sanitize()
+	if err := s.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelError, "record in the audit log", slog.String("action", action), slog.String("object", object), slog.Any("err", err))
 	}
 }
