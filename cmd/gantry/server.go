@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gantry-ci/gantry/internal/api"
 	"github.com/gantry-ci/gantry/internal/notify"
 	"github.com/gantry-ci/gantry/internal/server"
 )
@@ -68,6 +69,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	publicURL := fs.String("public-url", "", "the server's `URL` as users reach it, for build links in commit statuses and events (default http://ADDR)")
 	deliveryAttempts := fs.Int("delivery-attempts", 20, "give up a commit status or hook delivery after `N` attempts")
 	deliveryBackoff := fs.Duration("delivery-backoff", 10*time.Second, "wait before retrying a failed delivery; doubles with each attempt, up to 30m")
+	maxArtifact := fs.Int64("artifact-max-size", api.DefaultMaxArtifactSize>>20, "the most `MiB` one artifact may have; a bigger upload fails its job")
 	retention := fs.String("artifact-retention", "30d", "keep artifacts no release refers to this long: days (`30d`), a duration (12h), or never")
 	logFormat := fs.String("log-format", "text", "log `format` on stderr: text or json")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -92,6 +94,10 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if u, err := url.Parse(*publicURL); *publicURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
 		fmt.Fprintf(stderr, "gantry server: --public-url %q: want http://HOST[:PORT] or https://...\n", *publicURL)
+		return exitUsage
+	}
+	if *maxArtifact < 1 || *maxArtifact > 1<<30 {
+		fmt.Fprintf(stderr, "gantry server: --artifact-max-size %d: want a number of MiB from 1\n", *maxArtifact)
 		return exitUsage
 	}
 	keep, err := parseRetention(*retention)
@@ -119,7 +125,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	srv, err := server.New(server.Config{
 		Addr: *addr, DataDir: *data, Database: *database, Agents: *agents,
 		AdminToken: os.Getenv("GANTRY_ADMIN_TOKEN"), LeaseTTL: *leaseTTL, Retries: *retries, BuildForks: *buildForks,
-		Log: log, Out: stdout, Version: version(), SecretKey: os.Getenv("GANTRY_SECRET_KEY"), ArtifactRetention: keep,
+		Log: log, Out: stdout, Version: version(), SecretKey: os.Getenv("GANTRY_SECRET_KEY"), ArtifactRetention: keep, MaxArtifactSize: *maxArtifact << 20,
 		Notify: notify.Options{PublicURL: *publicURL, MaxAttempts: *deliveryAttempts, Backoff: *deliveryBackoff},
 	})
 	if err != nil {

@@ -1,7 +1,10 @@
 package api_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/gantry-ci/gantry/internal/api"
@@ -61,5 +64,41 @@ func TestAgentArtifactNeedsTheLeasedJobsOwnBuild(t *testing.T) {
 	}
 	if status(err) != 409 {
 		t.Errorf("AgentArtifact naming another build = %v, want 409", err)
+	}
+}
+
+// An artifact bigger than the server allows is refused with 413, and
+// nothing of it is kept.
+func TestArtifactTooBig(t *testing.T) {
+	origin, _ := gitOrigin(t)
+	e := newAccessEnv(t, origin)
+	e.h.MaxArtifactSize = 8
+	ctx := t.Context()
+	const secret = "agent-secret-for-the-size-test"
+	if err := e.st.CreateToken(ctx, &store.Token{Name: "agents", Hash: api.HashToken(secret), Kind: store.TokenAgent}); err != nil {
+		t.Fatal(err)
+	}
+	c := &api.Client{Server: e.url, Token: secret, Agent: true}
+	var l api.Lease
+	if code, err := c.Do(ctx, "POST", "/api/v1/agent/lease", api.LeaseRequest{Name: "host", Capacity: 1}, &l); err != nil || code != 200 {
+		t.Fatalf("lease = %d %v, want a job", code, err)
+	}
+	ref := api.LeaseRef{BuildID: l.BuildID, JobID: l.JobID, Token: l.Token, Key: l.Key}
+	data := "nine byte"
+	sum := sha256.Sum256([]byte(data))
+	for _, size := range []int64{int64(len(data)), -1} { // told, and not told, the size
+		_, err := c.PutArtifact(ctx, ref, "dist/app", 0o644, hex.EncodeToString(sum[:]), size, strings.NewReader(data))
+		if status(err) != 413 || !strings.Contains(err.Error(), "larger than 8 bytes") {
+			t.Errorf("upload of 9 bytes (size %d) with a limit of 8 = %v, want 413 saying the limit", size, err)
+		}
+	}
+	if arts, err := e.st.Artifacts(ctx, l.BuildID); err != nil || len(arts) != 0 {
+		t.Errorf("artifacts after refused uploads = %v, %v; want none", arts, err)
+	}
+	// Within the limit it is kept.
+	small := "eight by"
+	sum = sha256.Sum256([]byte(small))
+	if _, err := c.PutArtifact(ctx, ref, "dist/app", 0o644, hex.EncodeToString(sum[:]), int64(len(small)), strings.NewReader(small)); err != nil {
+		t.Errorf("upload of 8 bytes = %v", err)
 	}
 }

@@ -140,6 +140,11 @@ func agentLease(r *http.Request, tok *store.Token) (*queue.Assignment, error) {
 	return &queue.Assignment{BuildID: buildID, JobID: jobID, Token: token}, nil
 }
 
+// DefaultMaxArtifactSize is the most bytes one artifact may have unless
+// the server says otherwise (--artifact-max-size): a bound on what one
+// agent token can write to the server's disk at once.
+const DefaultMaxArtifactSize = 4 << 30
+
 func (h *Handler) agentPutArtifact(w http.ResponseWriter, r *http.Request, tok *store.Token) error {
 	a, err := agentLease(r, tok)
 	if err != nil {
@@ -156,7 +161,14 @@ func (h *Handler) agentPutArtifact(w http.ResponseWriter, r *http.Request, tok *
 	if err != nil || mode > 0o777 {
 		return badRequestf("header %s %q: want permission bits in octal, such as 0755", headerMode, r.Header.Get(headerMode))
 	}
-	body := &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: artifactIdle}
+	limit := h.MaxArtifactSize
+	if limit <= 0 {
+		limit = DefaultMaxArtifactSize
+	}
+	if r.ContentLength > limit {
+		return &http.MaxBytesError{Limit: limit}
+	}
+	body := &idleReader{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), idle: artifactIdle}
 	err = h.Queue.PutArtifact(r.Context(), a, path, uint32(mode), digest, body)
 	switch {
 	case errors.Is(err, artifact.ErrDigest):

@@ -51,6 +51,9 @@ type Handler struct {
 	// of artifacts.
 	Delivery  *delivery.Service
 	Artifacts *artifact.Store
+	// MaxArtifactSize is the most bytes one artifact may have; 0 means
+	// DefaultMaxArtifactSize.
+	MaxArtifactSize int64
 
 	reqID  atomic.Int64
 	routes []Route

@@ -89,6 +89,9 @@ type Config struct {
 	// ArtifactRetention is how long artifacts no release refers to are
 	// kept; 0 keeps them for ever.
 	ArtifactRetention time.Duration
+	// MaxArtifactSize is the most bytes one artifact may have; 0 means
+	// api.DefaultMaxArtifactSize.
+	MaxArtifactSize int64
 }
 
 // Server is a running Gantry server.
@@ -294,7 +297,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	mux := http.NewServeMux()
 	apiHandler := &api.Handler{Store: st, Builds: s.builds, Mirrors: mirrors, Broker: s.broker, Log: s.cfg.Log,
-		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Secrets: vault, Delivery: s.delivery, Artifacts: s.artifacts}
+		Queue: dispatcher, LongPoll: s.cfg.LongPoll, Secrets: vault, Delivery: s.delivery, Artifacts: s.artifacts,
+		MaxArtifactSize: s.cfg.MaxArtifactSize}
 	apiHandler.Register(mux)
 	(&web.Handler{API: apiHandler, Store: st, Builds: s.builds, Queue: dispatcher, Broker: s.broker, Log: s.cfg.Log}).Register(mux)
 	(&hook.Handler{Store: st, Builds: s.builds, Log: s.cfg.Log, Count: s.metrics.webhook,
