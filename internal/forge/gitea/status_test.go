@@ -39,8 +39,11 @@ func TestStatusRequest(t *testing.T) {
 		t.Errorf("Authorize set %q, want \"token abc\"", h.Get("Authorization"))
 	}
 	for in, want := range map[forge.State]string{forge.StateRunning: "pending", forge.StateSkipped: "success", forge.StateCancelled: "error", forge.StateError: "error"} {
-		if got := state(in); got != want {
-			t.Errorf("state(%s) = %q, want %q", in, got, want)
+		req, err := Status("https://git.example.com/api/v1", forge.Status{Repo: "acme/app", Commit: "f6b3c1e2b8f5a0c9d7e6b5a4c3d2e1f0a9b8c7d6",
+			State: in, Context: "gantry"})
+		var body map[string]string
+		if err != nil || json.Unmarshal(req.Body, &body) != nil || body["state"] != want {
+			t.Errorf("state of %s = %q (%v), want %q", in, body["state"], err, want)
 		}
 	}
 }

@@ -3,8 +3,6 @@ package github
 import (
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/gantry-ci/gantry/internal/forge"
 	"github.com/gantry-ci/gantry/internal/forge/internal/wire"
@@ -20,9 +18,6 @@ func Reporter() forge.Reporter {
 
 // APIVersion is the REST API version requested.
 const APIVersion = "2022-11-28"
-
-// maxDescription is the longest description GitHub takes.
-const maxDescription = 140
 
 // APIURL is https://api.github.com for github.com, and HOST/api/v3 for a
 // GitHub Enterprise Server reached over HTTP(S).
@@ -40,34 +35,10 @@ func APIURL(cloneURL, repo string) (string, error) {
 	return r.Web + "/api/v3", nil
 }
 
-// state maps Gantry's states to GitHub's: error, failure, pending, success.
-func state(s forge.State) string {
-	switch s {
-	case forge.StateSuccess, forge.StateSkipped:
-		return "success"
-	case forge.StateFailure:
-		return "failure"
-	case forge.StateError, forge.StateCancelled:
-		return "error"
-	}
-	return "pending"
-}
-
-// Status makes the request that posts s.
+// Status makes the request that posts s: the commit statuses API that
+// GitHub defined and Gitea copied (wire.CommitStatus).
 func Status(apiURL string, s forge.Status) (*forge.Request, error) {
-	owner, name, ok := wire.SplitRepo(s.Repo)
-	if !ok {
-		return nil, fmt.Errorf("github status: repo %q is not OWNER/NAME", s.Repo)
-	}
-	u := fmt.Sprintf("%s/repos/%s/%s/statuses/%s", strings.TrimSuffix(apiURL, "/"),
-		url.PathEscape(owner), url.PathEscape(name), url.PathEscape(s.Commit))
-	return wire.JSONRequest(u, struct {
-		State       string `json:"state"`
-		TargetURL   string `json:"target_url,omitempty"`
-		Description string `json:"description,omitempty"`
-		Context     string `json:"context"`
-	}{state(s.State), s.TargetURL, forge.Truncate(s.Description, maxDescription), s.Context},
-		map[string]string{"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": APIVersion})
+	return wire.CommitStatus("github", apiURL, s, map[string]string{"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": APIVersion})
 }
 
 // Authorize sends token as "Authorization: Bearer TOKEN", which GitHub

@@ -93,3 +93,36 @@ func JSONRequest(url string, v any, header map[string]string) (*forge.Request, e
 	}
 	return &forge.Request{Method: "POST", URL: url, Header: h, Body: body}, nil
 }
+
+// CommitStatus is the request that posts s to the commit statuses API
+// GitHub defined and Gitea/Forgejo copied: POST
+// {apiURL}/repos/OWNER/NAME/statuses/SHA with state (pending, success,
+// error, failure), target_url, description (cut to 140 characters) and
+// context. forgeName names the forge in errors.
+func CommitStatus(forgeName, apiURL string, s forge.Status, header map[string]string) (*forge.Request, error) {
+	owner, name, ok := SplitRepo(s.Repo)
+	if !ok {
+		return nil, fmt.Errorf("%s status: repo %q is not OWNER/NAME", forgeName, s.Repo)
+	}
+	u := fmt.Sprintf("%s/repos/%s/%s/statuses/%s", strings.TrimSuffix(apiURL, "/"),
+		url.PathEscape(owner), url.PathEscape(name), url.PathEscape(s.Commit))
+	return JSONRequest(u, struct {
+		State       string `json:"state"`
+		TargetURL   string `json:"target_url,omitempty"`
+		Description string `json:"description,omitempty"`
+		Context     string `json:"context"`
+	}{commitState(s.State), s.TargetURL, forge.Truncate(s.Description, 140), s.Context}, header)
+}
+
+// commitState maps Gantry's states to the four of that API.
+func commitState(s forge.State) string {
+	switch s {
+	case forge.StateSuccess, forge.StateSkipped:
+		return "success"
+	case forge.StateFailure:
+		return "failure"
+	case forge.StateError, forge.StateCancelled:
+		return "error"
+	}
+	return "pending"
+}
