@@ -344,7 +344,7 @@ environments:
     steps:
       - run: |
           echo "start $GANTRY_RELEASE" >> "$OUT/log"
-          sleep 3
+          sleep 8
           echo "end $GANTRY_RELEASE" >> "$OUT/log"
 `, out)
 	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": slow})
@@ -357,7 +357,8 @@ environments:
 		b := s.send(pushDelivery(t, "github", "acme/app", "main", sha, fmt.Sprint("d", i), "k")).body.Builds[0]
 		versions = append(versions, fmt.Sprintf("main-%d", b.Number))
 	}
-	// While the first deploys, the others wait, in order, saying why.
+	// While the first deploys, the others wait, in order, saying why. (Its
+	// 8 s leave the next two builds time to pass, also on a busy machine.)
 	var st api.Environment
 	waitFor(t, 30*time.Second, "staging never had one deployment running and two waiting", func() bool {
 		st = envsOf(t, s, "acme/app")["staging"]
