@@ -44,7 +44,7 @@ func (s *Service) person(ctx context.Context, name string, admin bool) (deploy.P
 // and freeze windows. Automatic deployments are not a person's: a freeze
 // window holds them (ready) instead.
 func (s *Service) mayRequest(ctx context.Context, req Request, p *spec.Pipeline) error {
-	if req.Kind == deploy.KindAuto {
+	if req.Kind == deploy.KindAuto || req.Kind == deploy.KindAutoRollback {
 		return nil
 	}
 	e := plan.Environment(p, req.Environment)
@@ -86,10 +86,14 @@ func (s *Service) gate(ctx context.Context, d *store.Deployment) (*spec.Environm
 
 // ready is the deploy.Ready of advance: a deployment first in line waits
 // while a freeze window is open (unless an admin overrode it) and while
-// it lacks approvals. One whose pipeline cannot be read is let through:
+// it lacks approvals; an automatic rollback never waits (see
+// deploy.KindAutoRollback). One whose pipeline cannot be read is let through:
 // start then fails it with the reason.
 func (s *Service) ready(ctx context.Context) deploy.Ready {
 	return func(d *store.Deployment) (bool, string) {
+		if d.Kind == deploy.KindAutoRollback {
+			return true, ""
+		}
 		e, _, decs, err := s.gate(ctx, d)
 		if err != nil || e == nil {
 			return true, ""
