@@ -145,4 +145,3 @@ func firstLineOf(s string) string {
 // healthClient keeps no connections between tries: each try asks anew, as
 // a load balancer would, and directly, never through a proxy.
 var healthClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-
