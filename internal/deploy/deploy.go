@@ -178,9 +178,7 @@ func Next(open []*store.Deployment, ready Ready) (start *store.Deployment, waiti
 			pending = append(pending, d)
 		}
 	}
-	slices.SortFunc(pending, func(a, b *store.Deployment) int {
-		return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(pending, InLine)
 	for i, d := range pending {
 		switch {
 		case running != nil && i == 0:
@@ -202,7 +200,12 @@ func Next(open []*store.Deployment, ready Ready) (start *store.Deployment, waiti
 	return start, waiting
 }
 
-// rank orders waiting deployments: automatic rollbacks first.
+// InLine orders waiting deployments as they will start: automatic
+// rollbacks first, then in the order they were asked for.
+func InLine(a, b *store.Deployment) int {
+	return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a.ID, b.ID))
+}
+
 func rank(d *store.Deployment) int {
 	if d.Kind == KindAutoRollback {
 		return 0

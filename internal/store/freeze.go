@@ -23,6 +23,7 @@ type Freeze struct {
 
 // FreezeFilter selects freezes; empty fields select everything.
 type FreezeFilter struct {
+	ID          int64
 	Repo        string
 	Environment string
 	// EndsAfter, when set, selects the freezes that end after it: those

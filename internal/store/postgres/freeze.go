@@ -39,6 +39,10 @@ func (s *Store) CreateFreeze(ctx context.Context, f *store.Freeze) error {
 func (s *Store) ListFreezes(ctx context.Context, f store.FreezeFilter) ([]*store.Freeze, error) {
 	var where []string
 	var args []any
+	if f.ID != 0 {
+		args = append(args, f.ID)
+		where = append(where, fmt.Sprintf("f.id = $%d", len(args)))
+	}
 	if f.Repo != "" {
 		args = append(args, f.Repo)
 		where = append(where, fmt.Sprintf("r.name = $%d", len(args)))

@@ -41,6 +41,9 @@ func (s *Store) CreateFreeze(ctx context.Context, f *store.Freeze) error {
 func (s *Store) ListFreezes(ctx context.Context, f store.FreezeFilter) ([]*store.Freeze, error) {
 	var where []string
 	var args []any
+	if f.ID != 0 {
+		where, args = append(where, "f.id = ?"), append(args, f.ID)
+	}
 	if f.Repo != "" {
 		where, args = append(where, "r.name = ?"), append(args, f.Repo)
 	}

@@ -60,6 +60,7 @@ func testFreezes(t *testing.T, s store.Store) {
 		{store.FreezeFilter{EndsAfter: at.Add(65 * time.Hour)}, []*store.Freeze{later}},
 		{store.FreezeFilter{EndsAfter: at.Add(time.Hour)}, []*store.Freeze{now, later}}, // other ends at that very time
 		{store.FreezeFilter{Repo: "acme/none"}, nil},
+		{store.FreezeFilter{ID: other.ID}, []*store.Freeze{other}},
 	} {
 		if diff := cmp.Diff(c.want, list(c.f), opts...); diff != "" {
 			t.Errorf("ListFreezes(%+v) (-want +got):\n%s", c.f, diff)
