@@ -74,7 +74,7 @@ func succeeded(e *accessEnv, rel *store.Release, env string) {
 			Environment: env, Release: rel.Version, FinishedAt: time.Now()})
 	}
 	if err == nil {
-		_, err = e.st.EndDeployment(ctx, d.ID, store.DeploySucceeded, "")
+		_, err = e.st.EndDeployment(ctx, d.ID, store.DeployRunning, store.DeploySucceeded, "")
 	}
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		panic(err)

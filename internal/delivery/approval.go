@@ -5,6 +5,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -217,4 +218,52 @@ func (s *Service) freezes(ctx context.Context, repo, env string) ([]*store.Freez
 		return nil, fmt.Errorf("the freezes of %s of %s cannot be read: %w", env, repo, err)
 	}
 	return set, nil
+}
+
+// Withdraw ends a deployment that has not started, cancelled, with "withdrawn
+// by NAME: reason": whoever may deploy to its environment may withdraw it
+// (deploy.MayDeploy), automatic ones included. One that runs is refused
+// (deploy.ErrRefused) with how to cancel its build instead; one that has
+// ended, too. The next in line starts if its turn has come.
+func (s *Service) Withdraw(ctx context.Context, id int64, by Actor, reason string) (*store.Deployment, error) {
+	d, err := s.store.Deployment(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch d.State {
+	case store.DeployPending:
+	case store.DeployRunning:
+		return nil, fmt.Errorf("%w: deployment %d runs already, as build %d: cancel that (gantry cancel %d)", deploy.ErrRefused, d.ID, d.BuildID, d.BuildID)
+	default:
+		return nil, fmt.Errorf("%w: deployment %d has ended (%s): there is nothing to withdraw", deploy.ErrRefused, d.ID, d.State)
+	}
+	e, _, _, err := s.gate(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	who, err := s.person(ctx, by.Name, by.Admin)
+	if err != nil {
+		return nil, err
+	}
+	if err := deploy.MayDeploy(e, who); err != nil {
+		return nil, err
+	}
+	why := "withdrawn by " + by.Name
+	if reason != "" {
+		why += ": " + reason
+	}
+	to, err := deploy.Transition(d.State, deploy.Cancel)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.store.EndDeployment(ctx, d.ID, d.State, to, why); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("%w: deployment %d started or ended meanwhile", deploy.ErrRefused, d.ID)
+		}
+		return nil, err
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment withdrawn", slog.String("repo", d.Repo), slog.String("environment", d.Environment),
+		slog.Int64("deployment", d.ID), slog.String("by", by.Name))
+	s.advance(ctx, d.Repo, d.Environment)
+	return s.store.Deployment(ctx, id)
 }

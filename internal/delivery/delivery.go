@@ -428,7 +428,7 @@ func (s *Service) end(ctx context.Context, d *store.Deployment, ev deploy.Event,
 		s.log.LogAttrs(ctx, slog.LevelError, "end deployment", slog.Int64("deployment", d.ID), slog.Any("err", err))
 		return
 	}
-	if _, err := s.store.EndDeployment(ctx, d.ID, to, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+	if _, err := s.store.EndDeployment(ctx, d.ID, d.State, to, reason); err != nil && !errors.Is(err, store.ErrConflict) {
 		s.log.LogAttrs(ctx, slog.LevelError, "end deployment", slog.Int64("deployment", d.ID), slog.Any("err", err))
 		return
 	}
