@@ -12,8 +12,8 @@ import (
 
 // TestFreezeEndToEnd: an admin freezes staging; a push's release waits
 // there, saying until when, why and who froze it; a developer's deploy is
-// refused and may not set or remove freezes; removing the freeze lets the
-// waiting deployment start. Bad requests change nothing; both acts are
+// refused and may not set or remove freezes; the waiting deployment is
+// withdrawn; once the freeze is removed, a deployment goes through. Bad requests change nothing; both acts are
 // in the audit log.
 func TestFreezeEndToEnd(t *testing.T) {
 	t.Parallel()
@@ -85,16 +85,38 @@ func TestFreezeEndToEnd(t *testing.T) {
 		t.Errorf("freeze rm as dev = %d %q, want refused", code, errOut)
 	}
 
-	// Removing the freeze lets the waiting release go.
+	// The waiting deployment is withdrawn: a viewer may not, a developer may.
+	waiting := fmt.Sprint(st.Waiting[0].ID)
+	admin("user", "add", "viv")
+	viv := tokenIn(t, admin("token", "create", "--user", "viv"))
+	admin("role", "grant", "acme/app", "viewer", "--user", "viv")
+	if _, errOut, code := s.cli("withdraw", waiting, "--token", viv); code != 1 || !strings.Contains(errOut, "needs role developer on acme/app") {
+		t.Errorf("withdraw as a viewer = %d %q, want 403", code, errOut)
+	}
+	if stdout, errOut, code := s.cli("withdraw", waiting, "--token", dev, "--reason", "not during the failover"); code != 0 ||
+		!strings.Contains(stdout, "cancelled: withdrawn by dev: not during the failover") {
+		t.Errorf("withdraw as dev = %d %q %q, want it cancelled, saying by whom and why", code, stdout, errOut)
+	}
+	if _, errOut, code := s.cli("withdraw", waiting); code != 1 || !strings.Contains(errOut, "has ended (cancelled): there is nothing to withdraw") {
+		t.Errorf("withdraw again = %d %q, want 409", code, errOut)
+	}
+	if st := envsOf(t, s, "acme/app")["staging"]; len(st.Waiting) != 0 || st.Current.Release != v1 {
+		t.Errorf("staging after the withdrawal = %+v, want %s live, nothing waiting", st, v1)
+	}
+
+	// Removing the freeze lets a new request go.
 	if text := admin("freeze", "rm", fmt.Sprint(f.ID), "--reason", "failover done"); !strings.Contains(text, fmt.Sprintf("removed freeze %d of staging of acme/app", f.ID)) {
 		t.Errorf("freeze rm = %q", text)
+	}
+	if stdout, errOut, code := s.cli("deploy", "acme/app", "staging", "--release", v2, "--token", dev, "--wait"); code != 0 || !strings.Contains(stdout, "succeeded") {
+		t.Errorf("deploy after the freeze = %d %q %q", code, stdout, errOut)
 	}
 	waitLive(t, s, "acme/app", "staging", v2)
 	if _, errOut, code := s.cli("freeze", "rm", fmt.Sprint(f.ID)); code != 1 || !strings.Contains(errOut, "404") {
 		t.Errorf("freeze rm again = %d %q, want 404", code, errOut)
 	}
 	audit := admin("audit", "--output", "json", "--limit", "1000")
-	for _, want := range []string{`"action": "freeze.add"`, `"action": "freeze.remove"`, `"reason": "failover done"`, `"reason": "INC-12 database failover"`} {
+	for _, want := range []string{`"action": "freeze.add"`, `"action": "freeze.remove"`, `"action": "deployment.withdraw"`, `"reason": "not during the failover"`, `"reason": "failover done"`, `"reason": "INC-12 database failover"`} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit has no %s", want)
 		}

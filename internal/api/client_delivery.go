@@ -211,3 +211,9 @@ func (c *Client) DeleteFreeze(ctx context.Context, id int64) (*Freeze, error) {
 	var out Freeze
 	return &out, c.do(ctx, "DELETE", "/api/v1/freezes/"+strconv.FormatInt(id, 10), nil, &out)
 }
+
+// Withdraw ends a deployment that has not started; c.Reason says why.
+func (c *Client) Withdraw(ctx context.Context, id int64) (*Deployment, error) {
+	var out Deployment
+	return &out, c.do(ctx, "POST", "/api/v1/deployments/"+strconv.FormatInt(id, 10)+"/withdraw", nil, &out)
+}

@@ -152,6 +152,9 @@ var deliveryCases = map[string]func(e *accessEnv) (string, string, any, string){
 		}
 		return "DELETE", fmt.Sprintf("/api/v1/freezes/%d", f.ID), nil, "admin"
 	},
+	"POST /api/v1/deployments/{id}/withdraw": func(e *accessEnv) (string, string, any, string) {
+		return "POST", fmt.Sprintf("/api/v1/deployments/%d/withdraw", guarded(e)), nil, "developer"
+	},
 	"POST /api/v1/rollbacks": func(e *accessEnv) (string, string, any, string) {
 		succeeded(e, released(e, "v1"), "staging")
 		succeeded(e, released(e, "v2"), "staging")
