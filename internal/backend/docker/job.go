@@ -377,10 +377,22 @@ func (r *stepRun) result(ctx context.Context, stopped bool) backend.Result {
 	if exited {
 		code = exit
 	} else {
+		// The engine may not have recorded the exit yet when the stream
+		// ends (seen on a loaded machine): ask again for a while.
 		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if insp, err := r.j.b.cli.ContainerExecInspect(ictx, r.execID); err == nil && !insp.Running {
-			code = insp.ExitCode
+		for {
+			insp, err := r.j.b.cli.ContainerExecInspect(ictx, r.execID)
+			if err == nil && !insp.Running {
+				code = insp.ExitCode
+				break
+			}
+			select {
+			case <-ictx.Done():
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
 		}
 	}
 	if stopped && (code == 128+15 || code == 128+9) {
