@@ -288,8 +288,10 @@ func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
 	defer close(r.done)
 	defer r.hj.Close()
 	copyDone := make(chan error, 1)
+	var copyErr error // set before copyDone is sent on
 	go func() {
 		_, err := stdcopy.StdCopy(r.stdout(), r.stderr(), readAhead(r.hj.Reader, r.done))
+		copyErr = err
 		copyDone <- err
 	}()
 	var (
@@ -364,7 +366,16 @@ func (r *stepRun) wait(ctx context.Context) (backend.Result, error) {
 		res := r.stop(copyDone, r.out.err)
 		return fail(res, fmt.Errorf("write output: %w", r.out.err))
 	}
-	return r.result(ctx, false), nil
+	res := r.result(ctx, false)
+	if res.ExitCode == -1 && !res.Stopped {
+		// The stream ended, but the step did not: the engine cut it.
+		cause := copyErr
+		if cause == nil {
+			cause = io.ErrUnexpectedEOF
+		}
+		return fail(res, fmt.Errorf("the engine ended the step's output stream before the step ended: %w", cause))
+	}
+	return res, nil
 }
 
 // result is the step's exit status, from the wrapper or, when the wrapper
