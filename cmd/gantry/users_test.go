@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // tokenIn returns the first gantry_ token a command printed.
@@ -116,4 +119,56 @@ func mustCLI(t *testing.T, s *testServer, args ...string) string {
 		t.Fatalf("gantry %s = %d\n%s%s", strings.Join(args, " "), code, out, errOut)
 	}
 	return out
+}
+
+// TestRevokedTokenEndsStreams: the event stream and a followed log opened
+// with a token end, with an error event, within seconds of its revocation.
+func TestRevokedTokenEndsStreams(t *testing.T) {
+	t.Parallel()
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {slow: {steps: [\"sleep 60\"]}}\n"})
+	s := startServer(t, t.TempDir())
+	mustCLI(t, s, "repo", "add", "acme/web", "--url", repoDir, "--webhook-secret", "k")
+	eve := tokenIn(t, mustCLI(t, s, "user", "add", "eve"))
+	mustCLI(t, s, "role", "grant", "acme/web", "viewer", "--user", "eve")
+	b := s.send(pushDelivery(t, "github", "acme/web", "main", sha, "d1", "k")).body.Builds[0]
+
+	open := func(path string) *bufio.Reader {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", s.url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+eve)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %v, %v", path, resp, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return bufio.NewReader(resp.Body)
+	}
+	events := open("/api/v1/events")
+	logs := open(fmt.Sprintf("/api/v1/builds/%d/logs?follow=1", b.ID))
+	var toks []struct {
+		ID int64 `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, s, "token", "list", "--user", "eve", "--output", "json")), &toks); err != nil || len(toks) != 1 {
+		t.Fatalf("token list --user eve = %+v, %v", toks, err)
+	}
+	mustCLI(t, s, "token", "revoke", fmt.Sprint(toks[0].ID))
+	revoked := time.Now()
+	for name, r := range map[string]*bufio.Reader{"events": events, "logs": logs} {
+		var got []string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Errorf("the %s stream ended (%v) without an error event; it sent %q", name, err, got)
+				break
+			}
+			got = append(got, line)
+			if strings.HasPrefix(line, "data: ") && strings.Contains(line, "revoked or has expired") {
+				break
+			}
+		}
+		if took := time.Since(revoked); took > 15*time.Second {
+			t.Errorf("the %s stream ended %v after the revocation", name, took)
+		}
+	}
+	s.cli("cancel", fmt.Sprint(b.ID))
 }

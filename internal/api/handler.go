@@ -255,6 +255,29 @@ func (h *Handler) token(ctx context.Context, secret, kind string) (*store.Token,
 	return tok, nil
 }
 
+// streamCheck is how often a stream (the event stream, a followed log)
+// checks that its token still holds: a revoked or expired token, or a
+// removed user, ends it within this.
+const streamCheck = 5 * time.Second
+
+// streamEnded is the error event a stream ends with when its token no
+// longer holds.
+const streamEnded = "the token of this stream was revoked or has expired"
+
+// stillValid reports whether the token of the request's identity is still
+// valid: not revoked, not expired, its user not removed.
+func (h *Handler) stillValid(ctx context.Context) bool {
+	id := identityOf(ctx)
+	if id == nil || id.Token == nil {
+		return true // not a token's stream (the web UI checks its sessions itself)
+	}
+	tok, err := h.Store.TokenByHash(ctx, id.Token.Hash)
+	if err != nil {
+		return !errors.Is(err, store.ErrNotFound) // a passing database error does not end it
+	}
+	return tokenValid(tok, id.Token.Kind, time.Now())
+}
+
 // writeList answers with items as a JSON array (never null), each as conv
 // shows it.
 func writeList[T, U any](w http.ResponseWriter, items []T, conv func(T) U) error {
@@ -620,7 +643,16 @@ func (h *Handler) followLogs(w http.ResponseWriter, r *http.Request, buildID int
 	}
 	after := map[int64]int64{}
 	ctx := r.Context()
+	checked := time.Now()
 	for {
+		if time.Since(checked) >= streamCheck {
+			if !h.stillValid(ctx) {
+				fmt.Fprintf(w, "event: error\ndata: %q\n\n", streamEnded)
+				fl.Flush()
+				return nil
+			}
+			checked = time.Now()
+		}
 		// Whether the build had finished before this read: then this read
 		// is the last one needed.
 		b, err := h.Store.Build(ctx, buildID)
@@ -676,13 +708,18 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	id := identityOf(ctx)
-	keepalive := time.NewTicker(15 * time.Second)
+	keepalive := time.NewTicker(streamCheck)
 	defer keepalive.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-keepalive.C:
+			if !h.stillValid(ctx) {
+				fmt.Fprintf(w, "event: error\ndata: %q\n\n", streamEnded)
+				fl.Flush()
+				return nil
+			}
 			fmt.Fprint(w, ": keepalive\n\n")
 			fl.Flush()
 		case m := <-msgs:
