@@ -205,8 +205,9 @@ func (r *stepRun) emit(p []byte) (int, error) {
 	return n, err
 }
 
-// heldMax bounds the output held before the wrapper's PID arrives (it comes
-// first, so this only matters for a broken wrapper).
+// heldMax bounds the output held before the wrapper's PID arrives. The PID
+// is written first, but on stderr, which the engine forwards on a pipe of
+// its own: under load, more than this of stdout can come before it.
 const heldMax = 64 << 10
 
 // stdout is the step's output.
@@ -223,8 +224,16 @@ func (r *stepRun) writeOut(p []byte) (int, error) {
 			return len(p), nil
 		}
 		r.started = true
-		p = bytes.Clone(r.held.Bytes())
+		held := bytes.Clone(r.held.Bytes())
 		r.held.Reset()
+		r.mu.Unlock()
+		// What was held, p included, goes out now; the count is p's, as
+		// the writer's contract (and stdcopy, which stops the stream on a
+		// short or long count) wants.
+		if _, err := r.emit(held); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	r.mu.Unlock()
 	return r.emit(p)
