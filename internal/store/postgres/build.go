@@ -231,30 +231,46 @@ func buildSelect(withPipeline bool) string {
 
 func scanBuild(sc pgx.Row) (*store.Build, error) {
 	b := &store.Build{}
-	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
-		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork, &b.Environment, &b.Release)
+	err := sc.Scan(buildDest(b)...)
 	return b, err
 }
 
-const jobSelect = `SELECT id, build_id, name, position, status, reason, exit_code, runs_on, locks, agent, lease_token,
-	lease_expires, attempt, created_at, queued_at, started_at, finished_at FROM jobs`
+// buildDest is where the columns of buildColumns scan to.
+func buildDest(b *store.Build) []any {
+	return []any{&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
+		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork, &b.Environment, &b.Release}
+}
+
+// jobColumns are a job's columns, as jobDest scans them.
+const jobColumns = `id, build_id, name, position, status, reason, exit_code, runs_on, locks, agent, lease_token, ` +
+	`lease_expires, attempt, created_at, queued_at, started_at, finished_at`
+
+const jobSelect = `SELECT ` + jobColumns + ` FROM jobs`
 
 func scanJob(sc pgx.Row) (*store.Job, error) {
 	j := &store.Job{}
-	err := sc.Scan(&j.ID, &j.BuildID, &j.Name, &j.Position, &j.Status, &j.Reason, &j.ExitCode, &j.RunsOn, &j.Locks, &j.Agent,
-		&j.LeaseToken, ts(&j.LeaseExpires), &j.Attempt, ts(&j.CreatedAt), ts(&j.QueuedAt), ts(&j.StartedAt), ts(&j.FinishedAt))
-	if err != nil {
+	if err := sc.Scan(jobDest(j)...); err != nil {
 		return nil, err
 	}
-	// Empty is nil, as sqlite reads it back.
+	return normJob(j), nil
+}
+
+// jobDest is where the columns of jobColumns scan to.
+func jobDest(j *store.Job) []any {
+	return []any{&j.ID, &j.BuildID, &j.Name, &j.Position, &j.Status, &j.Reason, &j.ExitCode, &j.RunsOn, &j.Locks, &j.Agent,
+		&j.LeaseToken, ts(&j.LeaseExpires), &j.Attempt, ts(&j.CreatedAt), ts(&j.QueuedAt), ts(&j.StartedAt), ts(&j.FinishedAt)}
+}
+
+// normJob reads empty label and lock lists back as nil, as sqlite does.
+func normJob(j *store.Job) *store.Job {
 	if len(j.RunsOn) == 0 {
 		j.RunsOn = nil
 	}
 	if len(j.Locks) == 0 {
 		j.Locks = nil
 	}
-	return j, nil
+	return j
 }
 
 // loadBuild reads a build with its jobs, in Position order, and their
