@@ -64,6 +64,9 @@ type Mirror struct {
 
 	urlMu sync.Mutex
 	url   string // guarded by urlMu
+
+	// objects answers has and ReadFile without a git process per call.
+	objects *catFile
 }
 
 // NewMirror returns the mirror of the repository at url, kept in dir. Nothing
@@ -77,7 +80,9 @@ func NewMirror(dir, url string) *Mirror {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	return &Mirror{dir: dir, url: url, env: gitEnv(), fetch: make(chan struct{}, 1)}
+	env := gitEnv()
+	return &Mirror{dir: dir, url: url, env: env, fetch: make(chan struct{}, 1),
+		objects: &catFile{dir: dir, env: env, idle: catFileIdle}}
 }
 
 // Dir returns the mirror's directory. Work trees made by Checkout refer to
@@ -282,6 +287,10 @@ func (m *Mirror) ReadFile(ctx context.Context, commit, name string) ([]byte, err
 	if err := m.init(ctx); err != nil {
 		return nil, fmt.Errorf("read %s at %s: %w", name, c, err)
 	}
+	if typ, data, found, err := m.objects.object(ctx, c+":"+name); err == nil && found && typ == "blob" {
+		return data, nil
+	}
+	// Anything else, the slow way, which says why.
 	out, err := m.run(ctx, "", "--git-dir="+m.dir, "cat-file", "blob", c+":"+name)
 	if err == nil {
 		return out, nil
@@ -515,7 +524,12 @@ func isRepo(dir string) bool {
 }
 
 // has reports whether commit is in the mirror. Any failure counts as no.
+// The batch process answers as a git process of its own would; when it
+// cannot answer, one is run.
 func (m *Mirror) has(ctx context.Context, commit string) bool {
+	if typ, _, found, err := m.objects.object(ctx, commit+"^{commit}"); err == nil {
+		return found && typ == "commit"
+	}
 	_, err := m.run(ctx, "", "--git-dir="+m.dir, "cat-file", "-e", commit+"^{commit}")
 	return err == nil
 }
