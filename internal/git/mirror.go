@@ -47,6 +47,9 @@ var ErrCommitNotFound = errors.New("commit not found")
 // take no lock once the mirror exists, and run beside each other and beside
 // a fetch: git writes objects before it moves refs, and the mirror is never
 // garbage collected (gc.auto is 0), so a reader never sees an object vanish.
+// ReadFile and Fetch's check for the commit ask one long-running git
+// cat-file --batch of the mirror, one question at a time, each a fraction
+// of a millisecond (see catFile).
 //
 // A directory belongs to one Mirror value in one process: use Mirrors to
 // share them. Two processes fetching into one directory may fail on git's
@@ -111,7 +114,8 @@ func (m *Mirror) setURL(u string) {
 
 // Fetch makes sure commit (a full hash) is in the mirror.
 //
-// If it already is, Fetch runs one local git process and returns: no network.
+// If it already is, Fetch asks the mirror's cat-file --batch process and
+// returns: no network, and no git process started.
 // Otherwise it fetches every branch, tag and pull/merge request head from the
 // forge, pruning what the forge deleted, and if the commit is still missing
 // asks for it by hash (it may be reachable only from a ref Gantry does not
