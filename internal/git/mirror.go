@@ -47,6 +47,9 @@ var ErrCommitNotFound = errors.New("commit not found")
 // take no lock once the mirror exists, and run beside each other and beside
 // a fetch: git writes objects before it moves refs, and the mirror is never
 // garbage collected (gc.auto is 0), so a reader never sees an object vanish.
+// ReadFile and Fetch's check for the commit ask one long-running git
+// cat-file --batch of the mirror, one question at a time, each a fraction
+// of a millisecond (see catFile).
 //
 // A directory belongs to one Mirror value in one process: use Mirrors to
 // share them. Two processes fetching into one directory may fail on git's
@@ -64,6 +67,9 @@ type Mirror struct {
 
 	urlMu sync.Mutex
 	url   string // guarded by urlMu
+
+	// objects answers has and ReadFile without a git process per call.
+	objects *catFile
 }
 
 // NewMirror returns the mirror of the repository at url, kept in dir. Nothing
@@ -77,7 +83,9 @@ func NewMirror(dir, url string) *Mirror {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	return &Mirror{dir: dir, url: url, env: gitEnv(), fetch: make(chan struct{}, 1)}
+	env := gitEnv()
+	return &Mirror{dir: dir, url: url, env: env, fetch: make(chan struct{}, 1),
+		objects: &catFile{dir: dir, env: env, idle: catFileIdle}}
 }
 
 // Dir returns the mirror's directory. Work trees made by Checkout refer to
@@ -106,7 +114,8 @@ func (m *Mirror) setURL(u string) {
 
 // Fetch makes sure commit (a full hash) is in the mirror.
 //
-// If it already is, Fetch runs one local git process and returns: no network.
+// If it already is, Fetch asks the mirror's cat-file --batch process and
+// returns: no network, and no git process started.
 // Otherwise it fetches every branch, tag and pull/merge request head from the
 // forge, pruning what the forge deleted, and if the commit is still missing
 // asks for it by hash (it may be reachable only from a ref Gantry does not
@@ -282,6 +291,10 @@ func (m *Mirror) ReadFile(ctx context.Context, commit, name string) ([]byte, err
 	if err := m.init(ctx); err != nil {
 		return nil, fmt.Errorf("read %s at %s: %w", name, c, err)
 	}
+	if typ, data, found, err := m.objects.object(ctx, c+":"+name); err == nil && found && typ == "blob" {
+		return data, nil
+	}
+	// Anything else, the slow way, which says why.
 	out, err := m.run(ctx, "", "--git-dir="+m.dir, "cat-file", "blob", c+":"+name)
 	if err == nil {
 		return out, nil
@@ -515,7 +528,12 @@ func isRepo(dir string) bool {
 }
 
 // has reports whether commit is in the mirror. Any failure counts as no.
+// The batch process answers as a git process of its own would; when it
+// cannot answer, one is run.
 func (m *Mirror) has(ctx context.Context, commit string) bool {
+	if typ, _, found, err := m.objects.object(ctx, commit+"^{commit}"); err == nil {
+		return found && typ == "commit"
+	}
 	_, err := m.run(ctx, "", "--git-dir="+m.dir, "cat-file", "-e", commit+"^{commit}")
 	return err == nil
 }

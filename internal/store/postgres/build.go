@@ -160,8 +160,13 @@ func (w *w) insertStep(jobID int64, idx int, st *store.Step, what string) {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, append([]any{jobID, idx}, stepRow(st)...)...)
 }
 
+// batcher sends a batch: a pgx.Tx, or a connection of the pool.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // send runs the writes in order; the first that fails ends it.
-func (w *w) send(ctx context.Context, tx pgx.Tx) error {
+func (w *w) send(ctx context.Context, tx batcher) error {
 	if len(w.what) == 0 {
 		return nil
 	}
@@ -231,48 +236,77 @@ func buildSelect(withPipeline bool) string {
 
 func scanBuild(sc pgx.Row) (*store.Build, error) {
 	b := &store.Build{}
-	err := sc.Scan(&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
-		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
-		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork, &b.Environment, &b.Release)
+	err := sc.Scan(buildDest(b)...)
 	return b, err
 }
 
-const jobSelect = `SELECT id, build_id, name, position, status, reason, exit_code, runs_on, locks, agent, lease_token,
-	lease_expires, attempt, created_at, queued_at, started_at, finished_at FROM jobs`
+// buildDest is where the columns of buildColumns scan to.
+func buildDest(b *store.Build) []any {
+	return []any{&b.ID, &b.RepoID, &b.Repo, &b.Number, &b.Status, &b.Reason, &b.Event, &b.Branch, &b.Tag, &b.Commit,
+		&b.BaseBranch, &b.PullRequest, &b.Title, &b.Author, &b.Message, &b.DeliveryID, &b.Pipeline, &b.RetryOf,
+		ts(&b.CreatedAt), ts(&b.StartedAt), ts(&b.FinishedAt), &b.FromFork, &b.Environment, &b.Release}
+}
+
+// jobColumns are a job's columns, as jobDest scans them.
+const jobColumns = `id, build_id, name, position, status, reason, exit_code, runs_on, locks, agent, lease_token, ` +
+	`lease_expires, attempt, created_at, queued_at, started_at, finished_at`
+
+const jobSelect = `SELECT ` + jobColumns + ` FROM jobs`
 
 func scanJob(sc pgx.Row) (*store.Job, error) {
 	j := &store.Job{}
-	err := sc.Scan(&j.ID, &j.BuildID, &j.Name, &j.Position, &j.Status, &j.Reason, &j.ExitCode, &j.RunsOn, &j.Locks, &j.Agent,
-		&j.LeaseToken, ts(&j.LeaseExpires), &j.Attempt, ts(&j.CreatedAt), ts(&j.QueuedAt), ts(&j.StartedAt), ts(&j.FinishedAt))
-	if err != nil {
+	if err := sc.Scan(jobDest(j)...); err != nil {
 		return nil, err
 	}
-	// Empty is nil, as sqlite reads it back.
+	return normJob(j), nil
+}
+
+// jobDest is where the columns of jobColumns scan to.
+func jobDest(j *store.Job) []any {
+	return []any{&j.ID, &j.BuildID, &j.Name, &j.Position, &j.Status, &j.Reason, &j.ExitCode, &j.RunsOn, &j.Locks, &j.Agent,
+		&j.LeaseToken, ts(&j.LeaseExpires), &j.Attempt, ts(&j.CreatedAt), ts(&j.QueuedAt), ts(&j.StartedAt), ts(&j.FinishedAt)}
+}
+
+// normJob reads empty label and lock lists back as nil, as sqlite does.
+func normJob(j *store.Job) *store.Job {
 	if len(j.RunsOn) == 0 {
 		j.RunsOn = nil
 	}
 	if len(j.Locks) == 0 {
 		j.Locks = nil
 	}
-	return j, nil
+	return j
 }
 
 // loadBuild reads a build with its jobs, in Position order, and their
 // steps when withSteps; store.ErrNotFound when there is none. The queries
 // go in one round trip and run in order in tx.
+func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (_ *store.Build, err error) {
+	batch := &pgx.Batch{}
+	queueLoad(batch, id, withSteps, lock)
+	res := tx.SendBatch(ctx, batch)
+	defer func() {
+		if cerr := res.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	return readLoad(res, withSteps)
+}
+
+// queueLoad queues the queries of a build with its jobs, and their steps
+// when withSteps, for readLoad to read.
 //
 // With lock, the build's row and then its jobs' rows, by ID, are locked
-// FOR NO KEY UPDATE until tx ends: that is what serializes Updates of one
-// build against each other and against Leases of its jobs (which skip a
-// locked job), while log inserts, which only take a key-share lock on
-// their job, go on.
-func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (_ *store.Build, err error) {
+// FOR NO KEY UPDATE until the transaction ends: that is what serializes
+// Updates of one build against each other and against Leases of its jobs
+// (which skip a locked job), while log inserts, which only take a
+// key-share lock on their job, go on.
+func queueLoad(batch *pgx.Batch, id int64, withSteps, lock bool) {
 	q, jq := buildSelect(true)+` WHERE b.id = $1`, jobSelect+` WHERE build_id = $1 ORDER BY id`
 	if lock {
 		q += ` FOR NO KEY UPDATE OF b`
 		jq += ` FOR NO KEY UPDATE`
 	}
-	batch := &pgx.Batch{}
 	batch.Queue(q, id)
 	batch.Queue(jq, id)
 	if withSteps {
@@ -280,12 +314,10 @@ func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (
 				s.started_at, s.finished_at
 			FROM steps AS s JOIN jobs AS j ON j.id = s.job_id WHERE j.build_id = $1 ORDER BY s.job_id, s.idx`, id)
 	}
-	res := tx.SendBatch(ctx, batch)
-	defer func() {
-		if cerr := res.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-	}()
+}
+
+// readLoad reads the results of queueLoad.
+func readLoad(res pgx.BatchResults, withSteps bool) (*store.Build, error) {
 	b, err := scanBuild(res.QueryRow())
 	if err != nil {
 		return nil, translate(err)
@@ -332,13 +364,15 @@ func loadBuild(ctx context.Context, tx pgx.Tx, id int64, withSteps, lock bool) (
 	return b, rows.Err()
 }
 
-// Build returns a build with its jobs, in Position order, and their steps.
+// Build returns a build with its jobs, in Position order, and their steps,
+// from one snapshot, in one round trip.
 func (s *Store) Build(ctx context.Context, id int64) (*store.Build, error) {
 	var b *store.Build
-	err := s.readTx(ctx, func(tx pgx.Tx) (err error) {
-		b, err = loadBuild(ctx, tx, id, true, false)
-		return err
-	})
+	err := s.readBatch(ctx, func(batch *pgx.Batch) { queueLoad(batch, id, true, false) },
+		func(res pgx.BatchResults) (err error) {
+			b, err = readLoad(res, true)
+			return err
+		})
 	if err != nil {
 		return nil, fmt.Errorf("build %d: %w", id, err)
 	}
@@ -378,15 +412,22 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 	args = append(args, limit)
 	q += fmt.Sprintf(" ORDER BY b.id DESC LIMIT $%d", len(args))
 
+	// The jobs of the same builds: the same query, in the same snapshot,
+	// gives the same IDs.
+	jq := jobSelect + ` WHERE build_id IN (SELECT b.id FROM builds AS b JOIN repos AS r ON r.id = b.repo_id` +
+		strings.TrimPrefix(q, buildSelect(false)) + `) ORDER BY build_id, position`
+
 	var out []*store.Build
-	err := s.readTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, q, args...)
+	err := s.readBatch(ctx, func(batch *pgx.Batch) {
+		batch.Queue(q, args...)
+		batch.Queue(jq, args...)
+	}, func(res pgx.BatchResults) error {
+		rows, err := res.Query()
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		byID := map[int64]*store.Build{}
-		var ids []int64
 		for rows.Next() {
 			b, err := scanBuild(rows)
 			if err != nil {
@@ -394,16 +435,12 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 			}
 			out = append(out, b)
 			byID[b.ID] = b
-			ids = append(ids, b.ID)
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
 		rows.Close()
-		if len(ids) == 0 {
-			return nil
-		}
-		rows, err = tx.Query(ctx, jobSelect+` WHERE build_id = ANY($1) ORDER BY build_id, position`, ids)
+		rows, err = res.Query()
 		if err != nil {
 			return err
 		}
@@ -414,6 +451,9 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 				return err
 			}
 			b := byID[j.BuildID]
+			if b == nil {
+				return fmt.Errorf("job %d of build %d, which the listing does not hold", j.ID, j.BuildID)
+			}
 			b.Jobs = append(b.Jobs, j)
 		}
 		return rows.Err()
@@ -457,11 +497,17 @@ func (s *Store) BuildIDs(ctx context.Context, statuses ...string) ([]int64, erro
 // the same build from fn waits for ever, for the locks fn's caller holds.
 func (s *Store) Update(ctx context.Context, buildID int64, fn func(b *store.Build) error) error {
 	var fnErr error
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		b, err := loadBuild(ctx, tx, buildID, true, true)
+	err := func() error {
+		var b *store.Build
+		t, err := s.beginWith(ctx, func(batch *pgx.Batch) { queueLoad(batch, buildID, true, true) },
+			func(res pgx.BatchResults) (err error) {
+				b, err = readLoad(res, true)
+				return err
+			})
 		if err != nil {
 			return err
 		}
+		defer t.end(ctx)
 		type stepKey struct {
 			job int64
 			idx int
@@ -521,8 +567,8 @@ func (s *Store) Update(ctx context.Context, buildID int64, fn func(b *store.Buil
 				writes.queue(fmt.Sprintf("job %q", j.Name), `DELETE FROM steps WHERE job_id = $1 AND idx >= $2`, j.ID, len(j.Steps))
 			}
 		}
-		return writes.send(ctx, tx)
-	})
+		return t.commitWith(ctx, writes)
+	}()
 	if fnErr != nil {
 		return fnErr
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/store"
@@ -24,10 +26,120 @@ import (
 // for later rather than waited for. So Lease never waits, and ErrNotFound
 // may also mean that every fitting job was locked at that instant.
 func (s *Store) Lease(ctx context.Context, agent string, agentLabels []string, ttl time.Duration) (*store.Build, *store.Job, error) {
+	b, job, locked, err := s.leaseUnlocked(ctx, agent, agentLabels, ttl)
+	if err == nil && b == nil && locked {
+		b, job, err = s.leaseAny(ctx, agent, agentLabels, ttl)
+	}
+	if err == nil && b == nil {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("lease a job for %s: %w", agent, translate(err))
+	}
+	return b, job, nil
+}
+
+// leaseUnlocked is the common case of Lease in one round trip: it takes
+// the oldest fitting job without locks, unless a fitting job with locks is
+// queued ahead of it, and returns its build and the job; nil when it took
+// none. locked reports whether any fitting job with locks is queued: then
+// only leaseAny, which weighs their locks, may say that nothing can run.
+//
+// The take is one statement, in its own transaction: the job row is locked
+// (SKIP LOCKED, as in leaseAny) and changed, and the build and its jobs
+// are read from the same snapshot, with the taken job as it was written.
+// A second statement in the same round trip asks whether jobs with locks
+// wait; it is read only when nothing was taken.
+func (s *Store) leaseUnlocked(ctx context.Context, agent string, agentLabels []string, ttl time.Duration) (b *store.Build, job *store.Job, locked bool, err error) {
+	l := labels(agentLabels)
+	batch := &pgx.Batch{}
+	batch.Queue(leaseUnlockedSQL, l, agent, now().Add(ttl))
+	batch.Queue(`SELECT EXISTS (SELECT 1 FROM jobs
+		WHERE status = 'queued' AND locks <> '{}' AND runs_on <@ $1::text[])`, l)
+	res := s.pool.SendBatch(ctx, batch)
+	defer func() {
+		if cerr := res.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	rows, err := res.Query()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for rows.Next() {
+		var leased bool
+		bb := &store.Build{}
+		j := &store.Job{}
+		if err := rows.Scan(append(append([]any{&leased}, buildDest(bb)...), jobDest(j)...)...); err != nil {
+			rows.Close()
+			return nil, nil, false, err
+		}
+		if b == nil {
+			b = bb
+		}
+		b.Jobs = append(b.Jobs, normJob(j))
+		if leased {
+			job = j
+			b.Pipeline = bb.Pipeline
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, false, err
+	}
+	if b != nil {
+		if job == nil {
+			return nil, nil, false, fmt.Errorf("the job leased from build %d is not among its jobs", b.ID)
+		}
+		slices.SortStableFunc(b.Jobs, func(x, y *store.Job) int { return x.Position - y.Position })
+		return b, job, false, nil
+	}
+	if err := res.QueryRow().Scan(&locked); err != nil {
+		return nil, nil, false, err
+	}
+	return nil, nil, locked, nil
+}
+
+// leaseUnlockedSQL takes the oldest queued job without locks that fits $1
+// (runs_on <@ labels), for agent $2 until $3, when no fitting job with
+// locks is queued ahead of it, and returns the taken job's build with each
+// of its jobs, one row per job: leased, then the build's columns (the
+// pipeline only on the leased job's row), then the job's. The other jobs
+// are read from the statement's snapshot, the taken one from what the
+// UPDATE wrote. The literal status, locks and ORDER BY expressions match
+// the jobs_queue_unlocked and jobs_queue_locked partial indexes.
+var leaseUnlockedSQL = `WITH next AS (
+		SELECT id FROM jobs
+		WHERE status = 'queued' AND locks = '{}' AND runs_on <@ $1::text[]
+		ORDER BY coalesce(queued_at, created_at), id
+		LIMIT 1
+		FOR NO KEY UPDATE SKIP LOCKED),
+	taken AS (
+		UPDATE jobs AS j SET status = 'running', agent = $2, lease_token = nextval('lease_token'),
+			lease_expires = $3, attempt = j.attempt + 1
+		FROM next WHERE j.id = next.id AND NOT EXISTS (
+			SELECT 1 FROM jobs AS l
+			WHERE l.status = 'queued' AND l.locks <> '{}' AND l.runs_on <@ $1::text[]
+			AND (coalesce(l.queued_at, l.created_at), l.id) < (coalesce(j.queued_at, j.created_at), j.id))
+		RETURNING j.*),
+	mine AS (
+		SELECT true AS leased, * FROM taken
+		UNION ALL
+		SELECT false, * FROM jobs WHERE build_id = (SELECT build_id FROM taken) AND id <> (SELECT id FROM taken))
+	SELECT mine.leased, ` + fmt.Sprintf(buildColumns, "CASE WHEN mine.leased THEN b.pipeline END") + `, ` +
+	"mine." + strings.ReplaceAll(jobColumns, ", ", ", mine.") + `
+	FROM mine JOIN builds AS b ON b.id = mine.build_id JOIN repos AS r ON r.id = b.repo_id`
+
+// leaseAny is Lease when jobs with locks wait: it weighs each candidate's
+// locks in a transaction that holds their rows.
+func (s *Store) leaseAny(ctx context.Context, agent string, agentLabels []string, ttl time.Duration) (*store.Build, *store.Job, error) {
 	var b *store.Build
 	var job *store.Job
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		jobID, buildID, err := s.pick(ctx, tx, agent, agentLabels, ttl)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -45,10 +157,7 @@ func (s *Store) Lease(ctx context.Context, agent string, agentLabels []string, t
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("lease a job for %s: %w", agent, translate(err))
-	}
-	return b, job, nil
+	return b, job, err
 }
 
 // Renew extends a lease to now + ttl. store.ErrStaleLease when the job is

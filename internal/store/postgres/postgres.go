@@ -110,6 +110,88 @@ func (s *Store) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return tx.Commit(ctx)
 }
 
+// readBatch runs the queries queue adds in one read-only transaction, so
+// that they see one snapshot, and read reads their results: BEGIN, the
+// queries and COMMIT go in one round trip.
+func (s *Store) readBatch(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (err error) {
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+	queue(batch)
+	batch.Queue(`COMMIT`)
+	res := s.pool.SendBatch(ctx, batch)
+	defer func() {
+		// Close reads what read left, the COMMIT's answer included. After
+		// an error the server skipped the rest, COMMIT too, and the
+		// transaction stays open (aborted): the pool then closes the
+		// connection rather than reuse it.
+		if cerr := res.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, err := res.Exec(); err != nil {
+		return err
+	}
+	return read(res)
+}
+
+// pipeTx is a transaction on one of the pool's connections whose BEGIN
+// goes in the same round trip as its first queries, and its COMMIT in the
+// same round trip as its last: a read-modify-write costs two round trips
+// rather than four. end must be called: it rolls back unless committed,
+// and releases the connection.
+type pipeTx struct {
+	conn      *pgxpool.Conn
+	open      bool // BEGIN was sent, and no COMMIT went through
+	committed bool
+}
+
+// beginWith starts a transaction with the queries queue adds and lets read
+// read their results.
+func (s *Store) beginWith(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) (*pipeTx, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := &pipeTx{conn: conn, open: true}
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN`)
+	queue(batch)
+	res := conn.SendBatch(ctx, batch)
+	_, err = res.Exec()
+	if err == nil {
+		err = read(res)
+	}
+	if cerr := res.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.end(ctx)
+		return nil, err
+	}
+	return t, nil
+}
+
+// commitWith sends the writes in w and COMMIT in one round trip.
+func (t *pipeTx) commitWith(ctx context.Context, writes *w) error {
+	writes.queue("commit", `COMMIT`)
+	if err := writes.send(ctx, t.conn); err != nil {
+		return err
+	}
+	t.committed = true
+	return nil
+}
+
+// end rolls the transaction back unless it committed, and gives the
+// connection back. The rollback must reach the server even when ctx ended;
+// if it cannot, the pool closes the connection, which is still inside a
+// transaction, rather than reuse it.
+func (t *pipeTx) end(ctx context.Context) {
+	if !t.committed {
+		t.conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`)
+	}
+	t.conn.Release()
+}
+
 // PostgreSQL's SQLSTATE codes that translate names.
 const (
 	uniqueViolation     = "23505"

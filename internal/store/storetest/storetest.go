@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Locks", testLocks},
 		{"LeaseLocks", testLeaseLocks},
 		{"LeaseLocksFIFO", testLeaseLocksFIFO},
+		{"LeaseMixedQueue", testLeaseMixedQueue},
 		{"LeaseLocksConcurrent", testLeaseLocksConcurrent},
 		{"CountBuilds", testCountBuilds},
 		{"Users", testUsers},
@@ -1723,6 +1724,72 @@ func testLeaseLocksFIFO(t *testing.T, s store.Store) {
 	if name, _ := leaseName(t, s, "gpu"); name != "" {
 		t.Errorf("Lease() with both units of db held = %q, want nothing", name)
 	}
+}
+
+// Jobs with locks and jobs without, in one queue and across builds: each
+// Lease takes the oldest job that may run, a job with locks is never
+// overtaken by a later one while its lock is free, a job without locks
+// goes ahead of one whose lock is held, and every lease returns its own
+// build, with that build's jobs and pipeline, under a higher token.
+func testLeaseMixedQueue(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	if err := s.CreateLock(ctx, &store.Lock{Name: "db", Capacity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Queue order: free-1, db-1, free-2 (gpu only), db-2, free-3, each in
+	// a build of its own with a pipeline naming it, and free-3's build has
+	// a pending second job.
+	mk := func(j *store.Job, more ...*store.Job) *store.Build {
+		return newBuild(t, s, r, append([]*store.Job{j}, more...), func(b *store.Build) {
+			b.Pipeline = []byte("# " + j.Name + "\n")
+		})
+	}
+	builds := map[string]*store.Build{
+		"free-1": mk(queued("free-1", 0)),
+		"db-1":   mk(locked(queued("db-1", 1), "db")),
+		"free-2": mk(queued("free-2", 2, "gpu")),
+		"db-2":   mk(locked(queued("db-2", 3), "db")),
+		"free-3": mk(queued("free-3", 4), &store.Job{Name: "later", Position: 1, Status: store.StatusPending, ExitCode: -1}),
+	}
+	var last int64
+	lease := func(want string, labels ...string) *store.Job {
+		t.Helper()
+		b, j, err := s.Lease(ctx, "agent", labels, time.Hour)
+		if want == "" {
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("Lease(%q) = %v, want ErrNotFound", labels, err)
+			}
+			return nil
+		}
+		if err != nil {
+			t.Fatalf("Lease(%q) = %v, want %s", labels, err, want)
+		}
+		if j.Name != want {
+			t.Fatalf("Lease(%q) = %s, want %s", labels, j.Name, want)
+		}
+		wb := builds[want]
+		if b.ID != wb.ID || string(b.Pipeline) != "# "+want+"\n" || len(b.Jobs) != len(wb.Jobs) || jobByID(b, j.ID) != j {
+			t.Errorf("Lease() of %s = build %d, pipeline %q, %d jobs; want build %d with its pipeline and %d jobs, the leased one among them",
+				want, b.ID, b.Pipeline, len(b.Jobs), wb.ID, len(wb.Jobs))
+		}
+		if j.Status != store.StatusRunning || j.LeaseToken <= last {
+			t.Errorf("Lease() of %s = %s with token %d, want running with a token above %d", want, j.Status, j.LeaseToken, last)
+		}
+		if diff := cmp.Diff(j, jobByID(getBuild(t, s, b.ID), j.ID), opts...); diff != "" {
+			t.Errorf("stored %s differs from the leased one (-leased +stored):\n%s", want, diff)
+		}
+		last = j.LeaseToken
+		return j
+	}
+	lease("free-1", "linux")
+	db1 := lease("db-1", "linux") // db is free: the job with locks is next in line
+	lease("free-3", "linux")      // free-2 is for gpu; db-2 waits for db
+	lease("", "linux")
+	lease("free-2", "gpu", "linux")
+	finish(t, s, builds["db-1"].ID, db1.ID, store.StatusSuccess)
+	lease("db-2", "linux")
+	lease("", "linux", "gpu")
 }
 
 // Many agents leasing jobs that share a lock never hold more units than
