@@ -171,6 +171,9 @@ func (s *Service) Decide(ctx context.Context, id int64, by Actor, verdict, comme
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment "+verdict, slog.String("repo", d.Repo), slog.String("environment", d.Environment),
 		slog.Int64("deployment", d.ID), slog.String("by", by.Name))
+	if told := map[string]string{store.VerdictApprove: ChangeApproved, store.VerdictReject: ChangeRejected}[verdict]; told != "" {
+		s.tell(ctx, told, d, by.Name, comment)
+	}
 	if verdict == store.VerdictReject {
 		reason := "rejected by " + by.Name
 		if comment != "" {
