@@ -198,6 +198,15 @@ type Outbox interface {
 	// such hook. Removing a repo removes its hooks.
 	DeleteHook(ctx context.Context, id int64) error
 
+	// SetForgeDeployment records the forge's ID of deployment id (GitHub's
+	// deployment, made with its first status), which its later statuses
+	// name. A second call for the same deployment keeps the first ID and
+	// returns ErrConflict; ErrNotFound when there is no such deployment.
+	SetForgeDeployment(ctx context.Context, id, forgeID int64) error
+	// ForgeDeployment returns the forge's ID of deployment id, or
+	// ErrNotFound when none was recorded.
+	ForgeDeployment(ctx context.Context, id int64) (int64, error)
+
 	// LatestBuild returns the newest build of repo on branch whose status
 	// is one of statuses, among the builds with an ID below before (0:
 	// all), without jobs. ErrNotFound when there is none.

@@ -430,3 +430,25 @@ func (s *Store) LatestBuild(ctx context.Context, repo, branch string, before int
 	}
 	return b, nil
 }
+
+// SetForgeDeployment records the forge's ID of a deployment, once.
+func (s *Store) SetForgeDeployment(ctx context.Context, id, forgeID int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO forge_deployments (deployment_id, forge_id, created_at) VALUES (?, ?, ?)`,
+			id, forgeID, nanos(now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record the forge's deployment of deployment %d: %w", id, translate(err))
+	}
+	return nil
+}
+
+// ForgeDeployment returns the forge's ID of a deployment.
+func (s *Store) ForgeDeployment(ctx context.Context, id int64) (int64, error) {
+	var forgeID int64
+	if err := s.r.QueryRowContext(ctx, `SELECT forge_id FROM forge_deployments WHERE deployment_id = ?`, id).Scan(&forgeID); err != nil {
+		return 0, fmt.Errorf("the forge's deployment of deployment %d: %w", id, translate(err))
+	}
+	return forgeID, nil
+}
