@@ -134,8 +134,9 @@ func hookCmd(args []string, stdout, stderr io.Writer) int {
 func deliveriesCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("deliveries", "deliveries [--repo OWNER/NAME] [--state S] [--kind K] [--build ID] [--limit N]",
 		`Lists deliveries, newest first: the commit statuses posted to forges (kind
-status, event gantry or gantry/JOB) and the events posted to hooks (kind hook),
-with how each went. A delivery is pending until it is sent, and while it waits
+status, event gantry or gantry/JOB), the events posted to hooks (kind hook),
+and the deployment statuses posted to GitHub's Deployments API (kind
+deployment, event deployment/ENV:STATE), with how each went. A delivery is pending until it is sent, and while it waits
 for a retry (then NEXT says when); delivered once the receiver answered 2xx;
 failed when the receiver refused it or the retries ran out (ERROR says why);
 superseded when a newer status of the same commit and context replaced it
@@ -144,7 +145,7 @@ credentials: recorded once).`, stdout, stderr)
 	cf := addClientFlags(fs)
 	repo := fs.String("repo", "", "only this `repository`")
 	state := fs.String("state", "", "only this `state`: "+strings.Join(api.DeliveryStates, ", "))
-	kind := fs.String("kind", "", "only this `kind`: status or hook")
+	kind := fs.String("kind", "", "only this `kind`: status, hook or deployment")
 	build := fs.Int64("build", 0, "only deliveries about this build `ID`")
 	limit := fs.Int("limit", 50, "at most `N` deliveries")
 	if code, done := parseFlags(fs, args, stdout); done {

@@ -104,8 +104,8 @@ func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	if f.State != "" && !slices.Contains(DeliveryStates, f.State) {
 		return badRequestf("state %q: want one of %s", f.State, strings.Join(DeliveryStates, ", "))
 	}
-	if f.Kind != "" && f.Kind != store.DeliveryStatus && f.Kind != store.DeliveryHook {
-		return badRequestf("kind %q: want status or hook", f.Kind)
+	if f.Kind != "" && f.Kind != store.DeliveryStatus && f.Kind != store.DeliveryHook && f.Kind != store.DeliveryDeployment {
+		return badRequestf("kind %q: want status, hook or deployment", f.Kind)
 	}
 	if b := q.Get("build"); b != "" {
 		id, err := strconv.ParseInt(b, 10, 64)

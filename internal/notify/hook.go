@@ -57,6 +57,8 @@ type Payload struct {
 	Build *BuildPayload `json:"build,omitempty"`
 	// Previous is, on build.fixed, the failed build before it.
 	Previous *BuildPayload `json:"previous,omitempty"`
+	// Deployment is the deployment of a deployment.* event.
+	Deployment *DeploymentPayload `json:"deployment,omitempty"`
 }
 
 // BuildPayload is a build in an event.

@@ -5,11 +5,14 @@ import (
 	"time"
 )
 
-// Delivery kinds: a commit status posted to a forge's API, or an event
-// posted to a subscribed URL (an outbound webhook or a chat message).
+// Delivery kinds: a commit status posted to a forge's API, an event
+// posted to a subscribed URL (an outbound webhook or a chat message), or a
+// deployment's status posted to a forge's deployments API (GitHub's), which
+// first makes the forge's deployment when it has none (SetForgeDeployment).
 const (
-	DeliveryStatus = "status"
-	DeliveryHook   = "hook"
+	DeliveryStatus     = "status"
+	DeliveryHook       = "hook"
+	DeliveryDeployment = "deployment"
 )
 
 // Delivery states. A delivery is pending until a server claims it; it is
@@ -54,7 +57,7 @@ func DeliveryFinal(state string) bool {
 // hook's signature computed, when the delivery is sent.
 type Delivery struct {
 	ID   int64
-	Kind string // DeliveryStatus or DeliveryHook
+	Kind string // DeliveryStatus, DeliveryHook or DeliveryDeployment
 	// RepoID is the repository the delivery is about, or 0; Repo is its
 	// name, filled in on reads.
 	RepoID  int64
@@ -63,7 +66,8 @@ type Delivery struct {
 	// HookID is the hook a DeliveryHook goes to; its URL and secret are
 	// read from the hook when it is sent.
 	HookID int64
-	// Forge is the forge whose API a DeliveryStatus goes to.
+	// Forge is the forge whose API a DeliveryStatus or DeliveryDeployment
+	// goes to.
 	Forge string
 	// Event is what the delivery says: an event name (build.finished) for
 	// a hook, the status context (gantry/test) for a forge.
