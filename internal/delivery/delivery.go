@@ -104,7 +104,8 @@ func (s *Service) Register(ctx context.Context, b *store.Build) (*store.Release,
 		return rel, nil
 	}
 	rel := &store.Release{RepoID: b.RepoID, Version: deploy.Version(b), BuildID: b.ID, Commit: b.Commit,
-		Branch: b.Branch, Tag: b.Tag, Authors: s.authors(ctx, b)}
+		Branch: b.Branch, Tag: b.Tag}
+	rel.Authors, rel.Issues = s.changes(ctx, b)
 	var envs []string
 	for _, e := range p.Environments {
 		envs = append(envs, e.Name)
@@ -150,10 +151,11 @@ func (s *Service) Register(ctx context.Context, b *store.Build) (*store.Release,
 	return rel, nil
 }
 
-// authors are the authors of the commits since the previous release of
-// the same branch (or, for a tag, the previous tagged release); with
-// none, or when git cannot tell, the build's commit's author.
-func (s *Service) authors(ctx context.Context, b *store.Build) []string {
+// changes are the authors of the commits since the previous release of
+// the same branch (or, for a tag, the previous tagged release), and the
+// issue keys their messages name (issue.Keys); with none, or when git
+// cannot tell, the build's commit's author and the keys the build names.
+func (s *Service) changes(ctx context.Context, b *store.Build) (authors, issues []string) {
 	prev := ""
 	releases, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: b.Repo, Branch: b.Branch, Limit: 50})
 	if err == nil {
@@ -164,22 +166,23 @@ func (s *Service) authors(ctx context.Context, b *store.Build) []string {
 			}
 		}
 	}
+	messages := []string{b.Message}
 	if s.mirrors != nil {
 		repo, err := s.store.Repo(ctx, b.Repo)
 		if err == nil {
-			authors, err := s.mirrors.Get(repo.Name, repo.CloneURL).Authors(ctx, prev, b.Commit, maxAuthors)
-			if err == nil && len(authors) > 0 {
-				return authors
-			}
-			if err != nil {
+			m := s.mirrors.Get(repo.Name, repo.CloneURL)
+			if authors, err = m.Authors(ctx, prev, b.Commit, maxAuthors); err != nil {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "release authors", slog.Int64("build", b.ID), slog.Any("err", err))
+			}
+			if msgs, err := m.Messages(ctx, prev, b.Commit, maxAuthors); err == nil && len(msgs) > 0 {
+				messages = msgs
 			}
 		}
 	}
-	if b.Author != "" {
-		return []string{b.Author}
+	if len(authors) == 0 && b.Author != "" {
+		authors = []string{b.Author}
 	}
-	return nil
+	return authors, releaseIssues(b, messages)
 }
 
 // Request is a person asking for a release to go to an environment.
