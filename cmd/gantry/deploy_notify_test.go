@@ -281,3 +281,88 @@ environments:
 		t.Errorf("gantry deliveries --kind deployment printed:\n%s", out)
 	}
 }
+
+// TestServerIssueReleases: a release records the issue keys of its
+// commits since the previous release of its branch; gantry release lists
+// them, and gantry issue says which releases ship a key and which
+// environments run it now.
+func TestServerIssueReleases(t *testing.T) {
+	t.Parallel()
+	const pipeline = `
+jobs:
+  build:
+    steps: ["echo built"]
+environments:
+  staging:
+    deploy: {branch: main}
+    steps: ["echo deployed"]
+  production:
+    promote-from: staging
+    steps: ["echo deployed"]
+`
+	repoDir, _ := makeRepo(t, map[string]string{".gantry.yml": pipeline})
+	say := func(msg string) string {
+		gitCmd(t, repoDir, "commit", "-q", "--allow-empty", "-m", msg)
+		return gitCmd(t, repoDir, "rev-parse", "HEAD")
+	}
+	s := startServer(t, t.TempDir())
+	admin := func(args ...string) string { t.Helper(); return mustCLI(t, s, args...) }
+	admin("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k")
+	push := func(sha, id string) string {
+		t.Helper()
+		b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", sha, id, "k")).body.Builds[0].ID, 60*time.Second)
+		if b.Status != "success" {
+			t.Fatalf("build = %s, want success", b.Status)
+		}
+		v := fmt.Sprintf("main-%d", b.Number)
+		waitLive(t, s, "acme/app", "staging", v)
+		return v
+	}
+	v1 := push(say("OPS-1: the first feature"), "d1")
+	admin("promote", "acme/app", "--from", "staging", "--to", "production", "--wait")
+	say("OPS-2: fix the frobnicator\n\nCloses #12.")
+	v2 := push(say("Refactor, no issue"), "d2")
+
+	if out := admin("release", "acme/app", v2); !strings.Contains(out, "  issues: #12, OPS-2\n") {
+		t.Errorf("gantry release %s does not list its issues:\n%s", v2, out)
+	}
+	if out := admin("release", "acme/app", v1); !strings.Contains(out, "  issues: OPS-1\n") {
+		t.Errorf("gantry release %s does not list its issue:\n%s", v1, out)
+	}
+	type answer struct {
+		Key      string `json:"key"`
+		Releases []struct {
+			Version string   `json:"version"`
+			Issues  []string `json:"issues"`
+		} `json:"releases"`
+		Running []struct {
+			Environment string `json:"environment"`
+			Release     string `json:"release"`
+		} `json:"running"`
+	}
+	ask := func(key string) string {
+		t.Helper()
+		a := cliJSON[answer](t, s, "issue", key)
+		var rels, running []string
+		for _, r := range a.Releases {
+			rels = append(rels, r.Version)
+		}
+		for _, r := range a.Running {
+			running = append(running, r.Environment+"="+r.Release)
+		}
+		return fmt.Sprintf("releases %v running %v", rels, running)
+	}
+	// OPS-1 came with v1: production runs v1, staging v2, which carries it.
+	if got, want := ask("OPS-1"), fmt.Sprintf("releases [%s] running [staging=%s production=%s]", v1, v2, v1); got != want {
+		t.Errorf("gantry issue OPS-1 = %s, want %s", got, want)
+	}
+	// OPS-2 came with v2: only staging runs it.
+	if got, want := ask("OPS-2"), fmt.Sprintf("releases [%s] running [staging=%s]", v2, v2); got != want {
+		t.Errorf("gantry issue OPS-2 = %s, want %s", got, want)
+	}
+	out := admin("issue", "#12")
+	if !strings.Contains(out, "REPO      RELEASE") || !strings.Contains(out, v2) || !strings.Contains(out, "ENVIRONMENT") ||
+		!strings.Contains(out, "staging") || strings.Contains(out, "production") {
+		t.Errorf("gantry issue #12 printed:\n%s", out)
+	}
+}

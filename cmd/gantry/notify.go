@@ -196,10 +196,14 @@ credentials: recorded once).`, stdout, stderr)
 
 func issueCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("issue", "issue KEY [--limit N]",
-		`Lists the builds that name an issue key, newest first: a tracker key such as
-ABC-123 (Jira, YouTrack, Linear) or a forge reference such as #123, found in the
-build's branch name, pull request title or commit message when it was built.
-Quote #123 for the shell.`, stdout, stderr)
+		`Answers where an issue's change is: the builds that name an issue key, newest
+first (a tracker key such as ABC-123 (Jira, YouTrack, Linear) or a forge
+reference such as #123, found in the build's branch name, pull request title or
+commit message when it was built); the releases that ship it (a commit since the
+previous release of its branch names it); and the environments that run it now
+(their live release is one of those, or a newer release of the same branch).
+Quote #123 for the shell. With --output json: {"key", "builds", "releases",
+"running"}.`, stdout, stderr)
 	cf := addClientFlags(fs)
 	limit := fs.Int("limit", 50, "at most `N` builds")
 	if code, done := parseFlags(fs, args, stdout); done {
@@ -221,16 +225,24 @@ Quote #123 for the shell.`, stdout, stderr)
 	if err != nil {
 		return fail(stderr, "issue", err)
 	}
-	if cf.json() {
-		printJSON(stdout, builds)
-		return exitOK
+	rels, err := c.IssueReleases(context.Background(), key)
+	if err != nil {
+		return fail(stderr, "issue", err)
 	}
-	if len(builds) == 0 {
-		fmt.Fprintf(stdout, "no build names %s\n", key)
+	if cf.json() {
+		printJSON(stdout, struct {
+			Key string `json:"key"`
+			api.IssueReleases
+			Builds []api.Build `json:"builds"`
+		}{key, rels, builds})
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tREPO\t#\tSTATUS\tBRANCH\tCOMMIT\tCREATED")
+	if len(builds) == 0 {
+		fmt.Fprintf(tw, "no build names %s\n", key)
+	} else {
+		fmt.Fprintln(tw, "ID\tREPO\t#\tSTATUS\tBRANCH\tCOMMIT\tCREATED")
+	}
 	for _, b := range builds {
 		ref := b.Branch
 		if b.Tag != "" {
@@ -238,6 +250,27 @@ Quote #123 for the shell.`, stdout, stderr)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", b.ID, b.Repo, b.Number, b.Status, ref, shortSHA(b.Commit),
 			b.CreatedAt.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+	if len(rels.Releases) == 0 {
+		fmt.Fprintf(stdout, "no release ships %s\n", key)
+		return exitOK
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(tw, "REPO\tRELEASE\tBUILD\tCOMMIT\tCREATED")
+	for _, r := range rels.Releases {
+		fmt.Fprintf(tw, "%s\t%s\t%d (#%d)\t%s\t%s\n", r.Repo, r.Version, r.BuildID, r.BuildNumber, shortSHA(r.Commit),
+			r.CreatedAt.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	if len(rels.Running) == 0 {
+		fmt.Fprintf(stdout, "no environment runs %s yet\n", key)
+		return exitOK
+	}
+	fmt.Fprintln(tw, "REPO\tENVIRONMENT\tRUNS\tSINCE")
+	for _, r := range rels.Running {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Repo, r.Environment, r.Release, r.Since.Local().Format(time.DateTime))
 	}
 	tw.Flush()
 	return exitOK

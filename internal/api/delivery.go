@@ -22,8 +22,10 @@ type Release struct {
 	Branch      string     `json:"branch"`
 	Tag         string     `json:"tag,omitempty"`
 	Authors     []string   `json:"authors"`
-	CreatedAt   time.Time  `json:"created_at"`
-	Artifacts   []Artifact `json:"artifacts"`
+	// Issues are the issue keys its commits name (ABC-123, #123).
+	Issues    []string   `json:"issues"`
+	CreatedAt time.Time  `json:"created_at"`
+	Artifacts []Artifact `json:"artifacts"`
 	// Deployments, on GET of one release: where it went, newest first.
 	Deployments []Deployment `json:"deployments,omitempty"`
 }
@@ -119,7 +121,10 @@ func deploymentPtr(d *store.Deployment) *Deployment {
 // ReleaseOf converts a stored release.
 func ReleaseOf(r *store.Release) Release {
 	out := Release{Repo: r.Repo, Version: r.Version, BuildID: r.BuildID, BuildNumber: r.BuildNumber, Commit: r.Commit,
-		Branch: r.Branch, Tag: r.Tag, Authors: r.Authors, CreatedAt: r.CreatedAt.UTC(), Artifacts: []Artifact{}}
+		Branch: r.Branch, Tag: r.Tag, Authors: r.Authors, Issues: r.Issues, CreatedAt: r.CreatedAt.UTC(), Artifacts: []Artifact{}}
+	if out.Issues == nil {
+		out.Issues = []string{}
+	}
 	if out.Authors == nil {
 		out.Authors = []string{}
 	}
