@@ -14,14 +14,14 @@ import (
 
 // Release is a release as the API shows it.
 type Release struct {
-	Repo        string     `json:"repo"`
-	Version     string     `json:"version"`
-	BuildID     int64      `json:"build_id"`
-	BuildNumber int64      `json:"build_number"`
-	Commit      string     `json:"commit"`
-	Branch      string     `json:"branch"`
-	Tag         string     `json:"tag,omitempty"`
-	Authors     []string   `json:"authors"`
+	Repo        string   `json:"repo"`
+	Version     string   `json:"version"`
+	BuildID     int64    `json:"build_id"`
+	BuildNumber int64    `json:"build_number"`
+	Commit      string   `json:"commit"`
+	Branch      string   `json:"branch"`
+	Tag         string   `json:"tag,omitempty"`
+	Authors     []string `json:"authors"`
 	// Issues are the issue keys its commits name (ABC-123, #123).
 	Issues    []string   `json:"issues"`
 	CreatedAt time.Time  `json:"created_at"`
