@@ -16,8 +16,7 @@ import (
 	"github.com/gantry-ci/gantry/internal/notify"
 )
 
-const hookAbout = `A hook is a URL that receives build events (and, once deployments exist,
-deployment events) as they happen, from every server, retried with backoff
+const hookAbout = `A hook is a URL that receives build and deployment events as they happen, from every server, retried with backoff
 when it does not answer 2xx.
 
 Events: ` + "{{events}}" + `.
@@ -25,7 +24,8 @@ Events: ` + "{{events}}" + `.
 repeated.
 
 With --format json (the default) each delivery is a JSON object
-{"event", "created_at", "repo", "build", "previous"} with the headers
+{"event", "created_at", "repo", "build", "previous"} (deployment events:
+{"event", "created_at", "repo", "deployment"}, see docs/notifications.md) with the headers
 Gantry-Event (the event), Gantry-Delivery (the same ID on a retry) and
 Gantry-Signature: sha256=HEX, the HMAC-SHA256 of the body keyed with the hook's
 secret. With --format slack each delivery is a chat message {"text": ...} for a
@@ -52,7 +52,7 @@ func hookCmd(args []string, stdout, stderr io.Writer) int {
 		var events listFlag
 		fs.Var(&events, "events", "`events` to send: names or globs, comma-separated (build.finished,deployment.*)")
 		repo := fs.String("repo", "", "only events of this `repository` (default: every repository)")
-		branch := fs.String("branch", "", "only builds of branches that match this `glob` (main, release/*)")
+		branch := fs.String("branch", "", "only builds, and releases' deployments, of branches that match this `glob` (main, release/*)")
 		format := fs.String("format", "json", "`format`: json (signed events) or slack (chat messages)")
 		secretStdin := fs.Bool("secret-stdin", false, "read the hook's secret from the first line of stdin instead of making one")
 		if code, done := parseFlags(fs, args, stdout); done {
