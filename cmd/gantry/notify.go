@@ -33,7 +33,7 @@ Slack, Mattermost or Zulip (Slack-compatible) incoming webhook; such a URL is
 a secret in itself and is never shown whole again.`
 
 func hookCmd(args []string, stdout, stderr io.Writer) int {
-	usage := "gantry hook add URL --events E[,E...] [--repo R] [--branch B] [--format json|slack] [--secret-stdin] | list | rm ID"
+	usage := "gantry hook add URL --events E[,E...] [--repo R] [--branch B] [--environment E] [--format json|slack] [--secret-stdin] | list | rm ID"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: "+usage)
 		return exitUsage
@@ -46,13 +46,14 @@ func hookCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "usage: "+usage+"\n\n"+about+"\n\nRun 'gantry hook add --help' (or list, rm) for a subcommand's flags.")
 		return exitOK
 	case "add":
-		fs := newFlagSet("hook add", "hook add URL --events E[,E...] [--repo OWNER/NAME] [--branch GLOB] [--format json|slack] [--secret-stdin]",
+		fs := newFlagSet("hook add", "hook add URL --events E[,E...] [--repo OWNER/NAME] [--branch GLOB] [--environment GLOB] [--format json|slack] [--secret-stdin]",
 			"Subscribes URL to events. Prints the hook's secret once, unless --secret-stdin gives it.\n\n"+about, stdout, stderr)
 		cf := addClientFlags(fs)
 		var events listFlag
 		fs.Var(&events, "events", "`events` to send: names or globs, comma-separated (build.finished,deployment.*)")
 		repo := fs.String("repo", "", "only events of this `repository` (default: every repository)")
 		branch := fs.String("branch", "", "only builds, and releases' deployments, of branches that match this `glob` (main, release/*)")
+		environment := fs.String("environment", "", "only deployments (and their builds) to environments that match this `glob` (production, prod-*)")
 		format := fs.String("format", "json", "`format`: json (signed events) or slack (chat messages)")
 		secretStdin := fs.Bool("secret-stdin", false, "read the hook's secret from the first line of stdin instead of making one")
 		if code, done := parseFlags(fs, args, stdout); done {
@@ -82,7 +83,7 @@ func hookCmd(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			return exitUsage
 		}
-		h, err := c.AddHook(ctx, api.NewHook{URL: fs.Arg(0), Events: names, Repo: *repo, Branch: *branch, Format: *format, Secret: secret})
+		h, err := c.AddHook(ctx, api.NewHook{URL: fs.Arg(0), Events: names, Repo: *repo, Branch: *branch, Environment: *environment, Format: *format, Secret: secret})
 		if err != nil {
 			return fail(stderr, "hook add", err)
 		}
@@ -100,8 +101,9 @@ func hookCmd(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "list", "ls":
 		return listCmd(newFlagSet("hook list", "hook list", "Lists hooks, oldest first. Secrets are not shown.", stdout, stderr),
-			args, stdout, stderr, (*api.Client).Hooks, "ID\tURL\tEVENTS\tREPO\tBRANCH\tFORMAT", func(w io.Writer, h api.Hook) {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.URL, strings.Join(h.Events, ","), orDash(h.Repo), orDash(h.Branch), h.Format)
+			args, stdout, stderr, (*api.Client).Hooks, "ID\tURL\tEVENTS\tREPO\tBRANCH\tENVIRONMENT\tFORMAT", func(w io.Writer, h api.Hook) {
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.URL, strings.Join(h.Events, ","), orDash(h.Repo), orDash(h.Branch),
+					orDash(h.Environment), h.Format)
 			})
 	case "rm", "remove":
 		fs := newFlagSet("hook rm", "hook rm ID", "Removes a hook; what it was still owed is not sent.", stdout, stderr)

@@ -211,7 +211,9 @@ func TestDeploymentHooks(t *testing.T) {
 	chat := &store.Hook{URL: f.URL + "/services/T0/B0/X", Secret: secret, Events: []string{"deployment.approval_required", "deployment.finished"},
 		RepoID: r.ID, Branch: "main", Format: store.HookSlack}
 	other := &store.Hook{URL: f.URL + "/other", Secret: secret, Events: []string{"*"}, Branch: "release/*", Format: store.HookJSON}
-	for _, h := range []*store.Hook{all, chat, other} {
+	prod := &store.Hook{URL: f.URL + "/prod", Secret: secret, Events: []string{"deployment.finished"}, Environment: "prod*", Format: store.HookJSON}
+	staging := &store.Hook{URL: f.URL + "/staging", Secret: secret, Events: []string{"*"}, Environment: "staging", Format: store.HookJSON}
+	for _, h := range []*store.Hook{all, chat, other, prod, staging} {
 		if err := st.CreateHook(t.Context(), h); err != nil {
 			t.Fatal(err)
 		}
@@ -233,12 +235,18 @@ func TestDeploymentHooks(t *testing.T) {
 		n.DeploymentChanged(c)
 	}
 	n.DeploymentChanged(moved(d, delivery.ChangeFailed, store.DeployFailed, 77, "told twice")) // sent once
-	waitFor(t, 5*time.Second, "the events", func() bool { return finalN(t, st, store.DeliveryHook, 6) })
+	// A build that deploys nothing: no hook with an environment gets it.
+	n.Changed(set(newBuild(t, st, r, "main"), store.StatusSuccess, store.StatusSuccess, store.StatusSuccess))
+	waitFor(t, 5*time.Second, "the events", func() bool { return finalN(t, st, store.DeliveryHook, 7) })
 
 	var events []string
 	var chats []string
+	prodEvents := 0
 	for _, q := range f.requests() {
 		switch q.Path {
+		case "/prod":
+			prodEvents++
+		case "/repos/acme/app/statuses/" + sha: // the build's commit status
 		case "/services/T0/B0/X":
 			var msg map[string]string
 			if err := json.Unmarshal(q.Body, &msg); err != nil {
@@ -283,6 +291,9 @@ func TestDeploymentHooks(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, events, sortStrings); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if prodEvents != 1 {
+		t.Errorf("the prod* hook got %d events, want deployment.finished alone (the staging hook: none)", prodEvents)
 	}
 	envs := "http://ci.example.com/repos/acme/app/environments"
 	wantChats := []string{

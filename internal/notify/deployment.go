@@ -195,7 +195,7 @@ func (n *Notifier) deploymentDeliveries(ctx context.Context, c delivery.Change, 
 				continue
 			}
 		}
-		if !Subscribed(h.Events, ev) {
+		if !Subscribed(h.Events, ev) || !environmentMatches(h, f.d.Environment) {
 			continue
 		}
 		var body []byte

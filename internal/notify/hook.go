@@ -155,6 +155,9 @@ func (n *Notifier) events(ctx context.Context, repo *store.Repo, b *store.Build,
 				continue
 			}
 		}
+		if !environmentMatches(h, b.Environment) {
+			continue
+		}
 		mine = append(mine, h)
 	}
 	if len(mine) == 0 {
@@ -281,4 +284,16 @@ func Redact(raw, format string) string {
 		out += "?…"
 	}
 	return out
+}
+
+// environmentMatches reports whether a hook takes events of env (a
+// deployment's environment; "" for a build that deploys nothing): every
+// hook does without an environment filter, and one with a filter only
+// those of a matching environment.
+func environmentMatches(h *store.Hook, env string) bool {
+	if h.Environment == "" {
+		return true
+	}
+	ok, _ := doublestar.Match(h.Environment, env)
+	return ok && env != ""
 }

@@ -138,10 +138,15 @@ type Hook struct {
 	// repository. Repo is its name, filled in on reads.
 	RepoID int64
 	Repo   string
-	// Branch, when not empty, is a glob the build's branch must match.
-	Branch    string
-	Format    string // HookJSON or HookSlack
-	CreatedAt time.Time
+	// Branch, when not empty, is a glob the build's branch must match
+	// (for a deployment, its release's branch).
+	Branch string
+	// Environment, when not empty, is a glob the environment of a
+	// deployment (or of a deployment's build) must match: such a hook
+	// gets no events of other builds.
+	Environment string
+	Format      string // HookJSON or HookSlack
+	CreatedAt   time.Time
 }
 
 // Outbox is the part of the Store that holds what the server owes to

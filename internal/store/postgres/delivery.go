@@ -344,9 +344,9 @@ func (s *Store) CreateHook(ctx context.Context, h *store.Hook) error {
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, `INSERT INTO hooks (url, secret, events, repo_id, branch, format, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			h.URL, h.Secret, labels(h.Events), nullID(h.RepoID), h.Branch, h.Format, created).Scan(&id)
+		return tx.QueryRow(ctx, `INSERT INTO hooks (url, secret, events, repo_id, branch, format, created_at, environment)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			h.URL, h.Secret, labels(h.Events), nullID(h.RepoID), h.Branch, h.Format, created, h.Environment).Scan(&id)
 	})
 	if err != nil {
 		return fmt.Errorf("create hook: %w", translate(err))
@@ -356,11 +356,11 @@ func (s *Store) CreateHook(ctx context.Context, h *store.Hook) error {
 }
 
 const hookSelect = `SELECT h.id, h.url, h.secret, h.events, coalesce(h.repo_id, 0), coalesce(r.name, ''), h.branch, h.format,
-	h.created_at FROM hooks AS h LEFT JOIN repos AS r ON r.id = h.repo_id`
+	h.created_at, h.environment FROM hooks AS h LEFT JOIN repos AS r ON r.id = h.repo_id`
 
 func scanHook(sc pgx.Row) (*store.Hook, error) {
 	h := &store.Hook{}
-	if err := sc.Scan(&h.ID, &h.URL, &h.Secret, &h.Events, &h.RepoID, &h.Repo, &h.Branch, &h.Format, ts(&h.CreatedAt)); err != nil {
+	if err := sc.Scan(&h.ID, &h.URL, &h.Secret, &h.Events, &h.RepoID, &h.Repo, &h.Branch, &h.Format, ts(&h.CreatedAt), &h.Environment); err != nil {
 		return nil, err
 	}
 	if len(h.Events) == 0 {

@@ -347,9 +347,9 @@ func (s *Store) CreateHook(ctx context.Context, h *store.Hook) error {
 				return err
 			}
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO hooks (url, secret, events, repo_id, branch, format, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			h.URL, h.Secret, labelsJSON(h.Events), nullID(h.RepoID), h.Branch, h.Format, nanos(created)).Scan(&id)
+		return tx.QueryRowContext(ctx, `INSERT INTO hooks (url, secret, events, repo_id, branch, format, created_at, environment)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			h.URL, h.Secret, labelsJSON(h.Events), nullID(h.RepoID), h.Branch, h.Format, nanos(created), h.Environment).Scan(&id)
 	})
 	if err != nil {
 		return fmt.Errorf("create hook: %w", translate(err))
@@ -359,12 +359,12 @@ func (s *Store) CreateHook(ctx context.Context, h *store.Hook) error {
 }
 
 const hookSelect = `SELECT h.id, h.url, h.secret, h.events, coalesce(h.repo_id, 0), coalesce(r.name, ''), h.branch, h.format,
-	h.created_at FROM hooks AS h LEFT JOIN repos AS r ON r.id = h.repo_id`
+	h.created_at, h.environment FROM hooks AS h LEFT JOIN repos AS r ON r.id = h.repo_id`
 
 func scanHook(sc interface{ Scan(...any) error }) (*store.Hook, error) {
 	h := &store.Hook{}
 	var events string
-	if err := sc.Scan(&h.ID, &h.URL, &h.Secret, &events, &h.RepoID, &h.Repo, &h.Branch, &h.Format, ts(&h.CreatedAt)); err != nil {
+	if err := sc.Scan(&h.ID, &h.URL, &h.Secret, &events, &h.RepoID, &h.Repo, &h.Branch, &h.Format, ts(&h.CreatedAt), &h.Environment); err != nil {
 		return nil, err
 	}
 	var err error

@@ -15,3 +15,8 @@ CREATE TABLE forge_deployments (
 	forge_id      INTEGER NOT NULL,
 	created_at    INTEGER NOT NULL
 );
+
+-- hooks.environment: when not empty, a glob the environment of a
+-- deployment (or of a deployment's build) must match; such a hook gets no
+-- events of other builds.
+ALTER TABLE hooks ADD COLUMN environment TEXT NOT NULL DEFAULT '';
