@@ -133,9 +133,11 @@ func (h *deployHookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(204)
 }
 
-func TestServerDeploymentNotifications(t *testing.T) {
-	t.Parallel()
-	const pipeline = `
+// stagingProduction is a pipeline that deploys every green build of main
+// to staging, and promotes from there to production, whose definition
+// gets the line extra.
+func stagingProduction(extra string) string {
+	return `
 jobs:
   build:
     steps: ["echo built"]
@@ -146,9 +148,13 @@ environments:
     steps: ["echo deployed to staging"]
   production:
     promote-from: staging
-    approvals: {required: 1}
     steps: ["echo deployed to production"]
-`
+    ` + extra + "\n"
+}
+
+func TestServerDeploymentNotifications(t *testing.T) {
+	t.Parallel()
+	pipeline := stagingProduction("approvals: {required: 1}")
 	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": pipeline})
 	gh := &fakeGitHubDeployments{repo: "acme/app", statuses: map[int64][]string{}}
 	ghSrv := httptest.NewServer(gh)
@@ -290,18 +296,7 @@ environments:
 // environments run it now.
 func TestServerIssueReleases(t *testing.T) {
 	t.Parallel()
-	const pipeline = `
-jobs:
-  build:
-    steps: ["echo built"]
-environments:
-  staging:
-    deploy: {branch: main}
-    steps: ["echo deployed"]
-  production:
-    promote-from: staging
-    steps: ["echo deployed"]
-`
+	pipeline := stagingProduction("")
 	repoDir, _ := makeRepo(t, map[string]string{".gantry.yml": pipeline})
 	say := func(msg string) string {
 		gitCmd(t, repoDir, "commit", "-q", "--allow-empty", "-m", msg)
