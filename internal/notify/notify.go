@@ -226,21 +226,28 @@ type change struct {
 	dep   *delivery.Change
 }
 
-// latest keeps the last change of each build in q, in order, and every
-// deployment change: each says something of its own.
+// latest keeps the last change of each build in q, in order, and the
+// newest maxQueue/2 deployment changes: each says something of its own,
+// but a queue that the database cannot take must stay bounded.
 func latest(q []change) []change {
 	last, first := map[int64]int{}, map[int64]bool{}
+	deps := 0
 	for i, c := range q {
 		if c.b != nil {
 			last[c.b.ID] = i
 			first[c.b.ID] = first[c.b.ID] || c.first
+		} else {
+			deps++
 		}
 	}
 	var out []change
 	for i, c := range q {
 		switch {
 		case c.dep != nil:
-			out = append(out, c)
+			if deps <= maxQueue/2 {
+				out = append(out, c)
+			}
+			deps--
 		case last[c.b.ID] == i:
 			out = append(out, change{b: c.b, first: first[c.b.ID]})
 		}

@@ -35,7 +35,7 @@ var reporters = map[string]forge.Reporter{
 	"github": github.Reporter(), "gitea": gitea.Reporter(), "gitlab": gitlab.Reporter(), "bitbucket": bitbucket.Reporter(),
 }
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "gantry.db"))
 	if err != nil {
