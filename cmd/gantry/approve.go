@@ -27,6 +27,19 @@ enough people approved. Recorded in the audit log.`, stdout, stderr)
 	})
 }
 
+func withdrawCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("withdraw", "withdraw DEPLOYMENT [--reason R]", `Withdraws a deployment that has not started (waiting its turn, its
+approvals or the end of a freeze): it ends, cancelled, "withdrawn by you",
+and the next in line gets its turn. Whoever may deploy to its environment
+may withdraw it, an automatic one too. A deployment that runs already is
+refused: cancel its build (gantry cancel BUILD). Recorded in the audit log,
+with --reason.`, stdout, stderr)
+	cf := addClientFlags(fs)
+	return decideCall(fs, cf, args, stdout, stderr, func() error { return nil }, func(c *api.Client, ctx context.Context, id int64) (*api.Deployment, error) {
+		return c.Withdraw(ctx, id)
+	})
+}
+
 func rejectCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("reject", "reject DEPLOYMENT --comment C", `Rejects a deployment waiting for approval: it ends, failed, with your
 comment as the reason. Who may reject is who may approve (gantry approve

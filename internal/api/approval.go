@@ -29,6 +29,10 @@ type Frozen struct {
 	Since  time.Time `json:"since"`
 	Until  time.Time `json:"until"`
 	Reason string    `json:"reason,omitempty"`
+	// SetBy and ID, for a freeze an admin set (gantry freeze add), say
+	// who and which; empty for a window of the pipeline file.
+	SetBy string `json:"set_by,omitempty"`
+	ID    int64  `json:"id,omitempty"`
 }
 
 // Decision is the body of POST /api/v1/deployments/{id}/approve and
@@ -41,7 +45,7 @@ func frozenOf(f *deploy.Freeze) *Frozen {
 	if f == nil {
 		return nil
 	}
-	return &Frozen{Since: f.Since.UTC(), Until: f.Until.UTC(), Reason: f.Window.Reason}
+	return &Frozen{Since: f.Since.UTC(), Until: f.Until.UTC(), Reason: f.Reason, SetBy: f.SetBy, ID: f.ID}
 }
 
 // withTally adds a deployment's approvals to its view, and shows a
@@ -82,12 +86,33 @@ func deliveryActor(r *http.Request, overrideFreeze bool) (delivery.Actor, error)
 	return a, nil
 }
 
-// registerApprovals mounts approving and rejecting a deployment: the
-// developer role on its repo lets a request in; package deploy then says
-// whether this person may decide on it.
+// registerApprovals mounts approving, rejecting and withdrawing a
+// deployment: the developer role on its repo lets a request in; package
+// deploy then says whether this person may decide on it (or, to
+// withdraw it, deploy there).
 func (h *Handler) registerApprovals(mux *http.ServeMux, developer func(scope) rule) {
 	h.route(mux, "POST /api/v1/deployments/{id}/approve", developer(deploymentPath), h.decide(store.VerdictApprove))
 	h.route(mux, "POST /api/v1/deployments/{id}/reject", developer(deploymentPath), h.decide(store.VerdictReject))
+	h.route(mux, "POST /api/v1/deployments/{id}/withdraw", developer(deploymentPath), h.withdraw)
+}
+
+// withdraw ends a deployment that has not started; the reason is the
+// request's (Gantry-Reason), which the audit entry carries too.
+func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "deployment")
+	if err != nil {
+		return err
+	}
+	who := identityOf(r.Context())
+	d, err := h.Delivery.Withdraw(r.Context(), id, delivery.Actor{Name: who.User, Admin: who.Admin}, r.Header.Get(ReasonHeader))
+	if err != nil {
+		return err
+	}
+	detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
+	if err := h.audit(r, "deployment.withdraw", "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
+		return err
+	}
+	return WriteJSON(w, http.StatusOK, DeploymentOf(d, ""))
 }
 
 func (h *Handler) decide(verdict string) func(w http.ResponseWriter, r *http.Request) error {

@@ -407,7 +407,7 @@ func TestFreezeHoldsAutoDeploy(t *testing.T) {
 	}
 	// The admin's deployment waits behind the automatic one, which the
 	// override does not free: cancel that first.
-	if _, err := e.st.EndDeployment(e.ctx, f.Waiting[0].ID, store.DeployCancelled, "test"); err != nil {
+	if _, err := e.st.EndDeployment(e.ctx, f.Waiting[0].ID, store.DeployPending, store.DeployCancelled, "test"); err != nil {
 		t.Fatal(err)
 	}
 	d, err := e.svc.Deploy(e.ctx, delivery.Request{Repo: "acme/app", Environment: "frozen", Version: version, Kind: deploy.KindDeploy,

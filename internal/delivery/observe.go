@@ -18,8 +18,10 @@ import (
 //	                                                   └───► cancelled
 //
 // Every deployment is requested once and ends once (succeeded, failed or
-// cancelled); one refused outright (an automatic deployment its
-// environment does not admit) is requested and failed at once.
+// cancelled: withdrawn too, then By is who withdrew it); one refused
+// outright (an automatic deployment its environment does not admit) is
+// requested and failed at once. An automatic rollback after a failed
+// health check is requested like any other, of kind auto-rollback.
 const (
 	ChangeRequested        = "requested"
 	ChangeApprovalRequired = "approval_required"

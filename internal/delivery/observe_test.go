@@ -104,4 +104,16 @@ func TestObserver(t *testing.T) {
 	if diff := cmp.Diff(want, o.take()); diff != "" {
 		t.Errorf("told of a promotion cancelled (-want +got):\n%s", diff)
 	}
+
+	// A waiting deployment withdrawn: cancelled, by whoever withdrew it.
+	e.push("guarded", e.commit("Ann <ann@example.com>", pipeline+"\n\n"))
+	e.runJobs(engine.Success)
+	g = e.envs()["guarded"]
+	o.take()
+	if _, err := e.svc.Withdraw(e.ctx, g.Waiting[0].ID, delivery.Actor{Name: "cat", Admin: true}, "wrong one"); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.take(); len(got) != 1 || !strings.HasPrefix(got[0], "cancelled guarded ") || !strings.HasSuffix(got[0], " by cat: wrong one (withdrawn by cat: wrong one)") {
+		t.Errorf("told of a withdrawal = %q, want it cancelled by cat", got)
+	}
 }

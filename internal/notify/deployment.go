@@ -71,7 +71,8 @@ type DeploymentPayload struct {
 	// URL is the repo's environments page, where it is approved.
 	URL         string `json:"url"`
 	Environment string `json:"environment"`
-	// Kind is how it was asked for: auto, deploy, promote or rollback.
+	// Kind is how it was asked for: auto, deploy, promote, rollback or
+	// auto-rollback (Gantry's, after a failed health check).
 	Kind string `json:"kind"`
 	// State is pending, running, succeeded, failed or cancelled.
 	State  string `json:"state"`
@@ -268,6 +269,10 @@ func (n *Notifier) deploymentChat(event string, f *deploymentFacts) string {
 	if d.RequestedBy != "" {
 		by = "by " + slackEscape(d.RequestedBy)
 	}
+	rollback := d.Kind == deploy.KindRollback || d.Kind == deploy.KindAutoRollback
+	if d.Kind == deploy.KindAutoRollback {
+		by = "automatically, as its health check failed"
+	}
 	var text string
 	switch event {
 	case "deployment.created":
@@ -279,9 +284,9 @@ func (n *Notifier) deploymentChat(event string, f *deploymentFacts) string {
 		text = fmt.Sprintf(":arrow_forward: <%s|%s> is deploying to %s", link, what, env)
 	default:
 		switch {
-		case d.State == store.DeploySucceeded && d.Kind == deploy.KindRollback && f.rollbackOf != "":
+		case d.State == store.DeploySucceeded && rollback && f.rollbackOf != "":
 			text = fmt.Sprintf(":rewind: %s rolled back to <%s|%s> (from %s)", env, link, what, slackEscape(f.rollbackOf))
-		case d.State == store.DeploySucceeded && d.Kind == deploy.KindRollback:
+		case d.State == store.DeploySucceeded && rollback:
 			text = fmt.Sprintf(":rewind: %s rolled back to <%s|%s>", env, link, what)
 		case d.State == store.DeploySucceeded:
 			text = fmt.Sprintf(":white_check_mark: <%s|%s> is live in %s", link, what, env)

@@ -178,10 +178,12 @@ type Releases interface {
 	// when the deployment is not pending or its environment has a running
 	// deployment: one deployment runs at a time per environment.
 	StartDeployment(ctx context.Context, id int64, b *Build) error
-	// EndDeployment moves a deployment that has not ended to state (one
-	// of the final ones) with reason, and returns it. ErrConflict, and
-	// nothing changes, when it had ended already.
-	EndDeployment(ctx context.Context, id int64, state, reason string) (*Deployment, error)
+	// EndDeployment moves a deployment in state from (pending or
+	// running) to state (one of the final ones) with reason, and returns
+	// it. ErrConflict, and nothing changes, when it is no longer in from:
+	// it ended already, or it started meanwhile (a pending deployment
+	// withdrawn or rejected as another server starts it is left running).
+	EndDeployment(ctx context.Context, id int64, from, state, reason string) (*Deployment, error)
 	// Deployment returns a deployment, or ErrNotFound.
 	Deployment(ctx context.Context, id int64) (*Deployment, error)
 	// DeploymentOfBuild returns the deployment a build runs, or

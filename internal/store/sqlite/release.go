@@ -355,8 +355,8 @@ func (s *Store) StartDeployment(ctx context.Context, id int64, b *store.Build) e
 	return nil
 }
 
-// EndDeployment moves a deployment that has not ended to a final state.
-func (s *Store) EndDeployment(ctx context.Context, id int64, state, reason string) (*store.Deployment, error) {
+// EndDeployment moves a deployment in state from to a final state.
+func (s *Store) EndDeployment(ctx context.Context, id int64, from, state, reason string) (*store.Deployment, error) {
 	if !store.DeployFinished(state) {
 		return nil, fmt.Errorf("end deployment %d: %q is not a final state", id, state)
 	}
@@ -367,6 +367,9 @@ func (s *Store) EndDeployment(ctx context.Context, id int64, state, reason strin
 		}
 		if store.DeployFinished(cur) {
 			return fmt.Errorf("deployment ended %s already: %w", cur, store.ErrConflict)
+		}
+		if cur != from {
+			return fmt.Errorf("deployment is %s, no longer %s: %w", cur, from, store.ErrConflict)
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE deployments SET state = ?, reason = ?, finished_at = ? WHERE id = ?`,
 			state, reason, nanos(now()), id)

@@ -371,20 +371,23 @@ func testDeployments(t *testing.T, s store.Store) {
 	}
 
 	// End, once.
-	ended, err := s.EndDeployment(ctx, auto.ID, store.DeploySucceeded, "")
+	ended, err := s.EndDeployment(ctx, auto.ID, store.DeployRunning, store.DeploySucceeded, "")
 	if err != nil || ended.State != store.DeploySucceeded || !near(ended.FinishedAt, time.Now()) {
 		t.Errorf("EndDeployment() = %+v, %v; want succeeded, finished now", ended, err)
 	}
-	if _, err := s.EndDeployment(ctx, auto.ID, store.DeployFailed, "late"); !errors.Is(err, store.ErrConflict) {
+	if _, err := s.EndDeployment(ctx, auto.ID, store.DeployRunning, store.DeployFailed, "late"); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("EndDeployment(ended) = %v, want ErrConflict", err)
 	}
-	if _, err := s.EndDeployment(ctx, manual.ID, store.DeployRunning, ""); err == nil {
+	if _, err := s.EndDeployment(ctx, manual.ID, store.DeployPending, store.DeployRunning, ""); err == nil {
 		t.Errorf("EndDeployment(to running) = nil, want an error: not a final state")
 	}
-	if _, err := s.EndDeployment(ctx, 987654, store.DeployFailed, ""); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.EndDeployment(ctx, 987654, store.DeployPending, store.DeployFailed, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("EndDeployment(no such deployment) = %v, want ErrNotFound", err)
 	}
-	refused, err := s.EndDeployment(ctx, manual.ID, store.DeployFailed, "refused: reasons")
+	if _, err := s.EndDeployment(ctx, manual.ID, store.DeployRunning, store.DeployFailed, "it is pending"); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("EndDeployment(from running, but pending) = %v, want ErrConflict", err)
+	}
+	refused, err := s.EndDeployment(ctx, manual.ID, store.DeployPending, store.DeployFailed, "refused: reasons")
 	if err != nil || refused.State != store.DeployFailed || refused.Reason != "refused: reasons" || !refused.StartedAt.IsZero() {
 		t.Errorf("EndDeployment(pending) = %+v, %v; want failed with the reason, never started", refused, err)
 	}
@@ -463,7 +466,7 @@ func testStartDeploymentOneAtATime(t *testing.T, s store.Store) {
 	if err := s.StartDeployment(ctx, elsewhere.ID, deployBuild(r, rel, "qa")); err != nil {
 		t.Errorf("StartDeployment(another environment) = %v", err)
 	}
-	if _, err := s.EndDeployment(ctx, first.ID, store.DeployFailed, "exit code 1"); err != nil {
+	if _, err := s.EndDeployment(ctx, first.ID, store.DeployRunning, store.DeployFailed, "exit code 1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.StartDeployment(ctx, second.ID, deployBuild(r, rel, "staging")); err != nil {
