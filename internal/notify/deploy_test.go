@@ -36,7 +36,7 @@ func TestDeploymentStatus(t *testing.T) {
 	n.Changed(b)
 	n.Changed(set(b, store.StatusFailure, store.StatusFailure))
 	// The queued status may be superseded by the final one before it is sent.
-	waitFor(t, 5*time.Second, "the statuses", func() bool {
+	waitFor(t, 30*time.Second, "the statuses", func() bool {
 		return allFinal(t, st)() && len(deliveries(t, st, store.DeliveryFilter{})) == 2
 	})
 	got := lastByContext(t, f.requests(), "context")
@@ -112,7 +112,7 @@ func TestGitHubDeployment(t *testing.T) {
 	rel, d := newDeployment(t, st, r, "main", "production", "ann")
 	n1 := start(t, st, notify.Options{Name: "one"})
 	n1.DeploymentChanged(moved(d, delivery.ChangeRequested, store.DeployPending, 0, ""))
-	waitFor(t, 5*time.Second, "a failed attempt to create the deployment", func() bool {
+	waitFor(t, 30*time.Second, "a failed attempt to create the deployment", func() bool {
 		ds := deliveries(t, st, store.DeliveryFilter{Kind: store.DeliveryDeployment})
 		return len(ds) == 1 && ds[0].Attempts >= 1 && ds[0].State == store.DeliveryPending
 	})
@@ -128,14 +128,14 @@ func TestGitHubDeployment(t *testing.T) {
 	down = false
 	mu.Unlock()
 	n2 := start(t, st, notify.Options{Name: "two"})
-	waitFor(t, 5*time.Second, "the queued status, after the restart", func() bool { return allFinal(t, st)() })
+	waitFor(t, 30*time.Second, "the queued status, after the restart", func() bool { return allFinal(t, st)() })
 	n2.DeploymentChanged(moved(d, delivery.ChangeStarted, store.DeployRunning, 77, ""))
-	waitFor(t, 10*time.Second, "the in_progress status, past the rate limit", func() bool {
+	waitFor(t, 30*time.Second, "the in_progress status, past the rate limit", func() bool {
 		return finalN(t, st, store.DeliveryDeployment, 2)
 	})
 
 	n2.DeploymentChanged(moved(d, delivery.ChangeSucceeded, store.DeploySucceeded, 77, ""))
-	waitFor(t, 5*time.Second, "the success status", func() bool {
+	waitFor(t, 30*time.Second, "the success status", func() bool {
 		return finalN(t, st, store.DeliveryDeployment, 3)
 	})
 
@@ -237,7 +237,7 @@ func TestDeploymentHooks(t *testing.T) {
 	n.DeploymentChanged(moved(d, delivery.ChangeFailed, store.DeployFailed, 77, "told twice")) // sent once
 	// A build that deploys nothing: no hook with an environment gets it.
 	n.Changed(set(newBuild(t, st, r, "main"), store.StatusSuccess, store.StatusSuccess, store.StatusSuccess))
-	waitFor(t, 5*time.Second, "the events", func() bool { return finalN(t, st, store.DeliveryHook, 7) })
+	waitFor(t, 30*time.Second, "the events", func() bool { return finalN(t, st, store.DeliveryHook, 7) })
 
 	var events []string
 	var chats []string
@@ -324,7 +324,7 @@ func TestDeploymentChat(t *testing.T) {
 	n.DeploymentChanged(moved(ok, delivery.ChangeSucceeded, store.DeploySucceeded, 5, ""))
 	n.DeploymentChanged(moved(back, delivery.ChangeSucceeded, store.DeploySucceeded, 6, ""))
 	n.DeploymentChanged(moved(cancelled, delivery.ChangeCancelled, store.DeployCancelled, 0, "cancelled by cy"))
-	waitFor(t, 5*time.Second, "the messages", func() bool { return finalN(t, st, store.DeliveryHook, 3) })
+	waitFor(t, 30*time.Second, "the messages", func() bool { return finalN(t, st, store.DeliveryHook, 3) })
 	var got []string
 	for _, q := range f.requests() {
 		var msg map[string]string
