@@ -150,7 +150,7 @@ and its artifacts with their SHA-256.`, stdout, stderr)
 }
 
 func releaseCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("release", "release OWNER/NAME VERSION", "Shows a release: its build, commit, authors, artifacts and where it was deployed.", stdout, stderr)
+	fs := newFlagSet("release", "release OWNER/NAME VERSION", "Shows a release: its build, commit, authors, the issues it ships (keys such as\nABC-123 or #123 that its commits name, since the previous release of its\nbranch), artifacts and where it was deployed.", stdout, stderr)
 	cf := addClientFlags(fs)
 	return clientCall(fs, cf, args, stdout, stderr, 2, "OWNER/NAME and a release VERSION", func(c *api.Client, ctx context.Context) error {
 		r, err := c.Release(ctx, fs.Arg(0), fs.Arg(1))
@@ -165,8 +165,12 @@ func releaseCmd(args []string, stdout, stderr io.Writer) int {
 		if r.Tag != "" {
 			ref = "tag " + r.Tag
 		}
-		fmt.Fprintf(stdout, "release %s of %s\n  build %d (#%d), %s at %s\n  authors: %s\n  created: %s\n\n",
-			r.Version, r.Repo, r.BuildID, r.BuildNumber, ref, r.Commit, strings.Join(r.Authors, ", "), r.CreatedAt.Local().Format(time.DateTime))
+		issues := strings.Join(r.Issues, ", ")
+		if issues == "" {
+			issues = "-"
+		}
+		fmt.Fprintf(stdout, "release %s of %s\n  build %d (#%d), %s at %s\n  authors: %s\n  issues: %s\n  created: %s\n\n",
+			r.Version, r.Repo, r.BuildID, r.BuildNumber, ref, r.Commit, strings.Join(r.Authors, ", "), issues, r.CreatedAt.Local().Format(time.DateTime))
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ARTIFACT\tSIZE\tMODE\tSHA256")
 		for _, a := range r.Artifacts {

@@ -47,7 +47,7 @@ func commands() []command {
 		{"artifacts", "list the artifacts of a build", artifactsCmd},
 		{"artifact", "fetch an artifact, checked against its SHA-256 (artifact get)", artifactCmd},
 		{"releases", "list a repo's releases", releasesCmd},
-		{"release", "show a release: commit, authors, artifacts, deployments", releaseCmd},
+		{"release", "show a release: commit, authors, issues, artifacts, deployments", releaseCmd},
 		{"envs", "show a repo's environments: what runs where, since when, by whom, what waits", envsCmd},
 		{"deployments", "list a repo's deployments", deploymentsCmd},
 		{"deploy", "deploy a release to an environment", deployCmd},
@@ -66,7 +66,7 @@ func commands() []command {
 		{"secret", "set, list or remove a repository's secrets; rotate their key (secret set|list|rm|rotate-key)", secretCmd},
 		{"hook", "subscribe URLs to build events: signed JSON or chat messages (hook add|list|rm)", hookCmd},
 		{"deliveries", "list commit statuses and hook events sent, or still to send, and how each went", deliveriesCmd},
-		{"issue", "list the builds whose branch, title or commit message name an issue key (ABC-123, #123)", issueCmd},
+		{"issue", "where an issue key (ABC-123, #123) is: the builds that name it, the releases that ship it, the environments that run it", issueCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

@@ -610,12 +610,15 @@ func TestServerIssueLinks(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			out, errOut, code := s.cli("issue", key, "--output", "json")
-			var builds []api.Build
-			if code != 0 || json.Unmarshal([]byte(out), &builds) != nil {
+			var answer struct {
+				Key    string      `json:"key"`
+				Builds []api.Build `json:"builds"`
+			}
+			if code != 0 || json.Unmarshal([]byte(out), &answer) != nil || answer.Key != key {
 				t.Fatalf("gantry issue %s = %d %q %q", key, code, out, errOut)
 			}
 			var got []int64
-			for _, b := range builds {
+			for _, b := range answer.Builds {
 				got = append(got, b.ID)
 			}
 			if len(got) > 0 || time.Now().After(deadline) {
@@ -637,7 +640,7 @@ func TestServerIssueLinks(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "ID  ") || !strings.Contains(out, "feature/OPS-12-login") {
 		t.Errorf("gantry issue OPS-12 = %d\n%s", code, out)
 	}
-	if out, _, code := s.cli("issue", "NOPE-1"); code != 0 || out != "no build names NOPE-1\n" {
+	if out, _, code := s.cli("issue", "NOPE-1"); code != 0 || out != "no build names NOPE-1\nno release ships NOPE-1\n" {
 		t.Errorf("gantry issue NOPE-1 = %d %q", code, out)
 	}
 	if _, errOut, code := s.cli("issue", "UTF-8"); code != 2 || !strings.Contains(errOut, `"UTF-8" is not an issue key`) {

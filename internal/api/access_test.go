@@ -319,6 +319,9 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 		"GET /api/v1/issues/{key}/builds": func(e *accessEnv) tc {
 			return tc{"GET", "/api/v1/issues/OPS-1/builds?repo=acme/web", nil, "viewer"}
 		},
+		"GET /api/v1/issues/{key}/releases": func(e *accessEnv) tc {
+			return tc{"GET", "/api/v1/issues/OPS-1/releases?repo=acme/web", nil, "viewer"}
+		},
 		"DELETE /api/v1/hooks/{id}": func(e *accessEnv) tc {
 			h := &store.Hook{URL: "https://hooks.example.com/in", Secret: "s3cret-s3cret-s3cret", Events: []string{"*"}, Format: store.HookJSON}
 			if err := e.st.CreateHook(context.Background(), h); err != nil {

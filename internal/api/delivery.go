@@ -14,16 +14,18 @@ import (
 
 // Release is a release as the API shows it.
 type Release struct {
-	Repo        string     `json:"repo"`
-	Version     string     `json:"version"`
-	BuildID     int64      `json:"build_id"`
-	BuildNumber int64      `json:"build_number"`
-	Commit      string     `json:"commit"`
-	Branch      string     `json:"branch"`
-	Tag         string     `json:"tag,omitempty"`
-	Authors     []string   `json:"authors"`
-	CreatedAt   time.Time  `json:"created_at"`
-	Artifacts   []Artifact `json:"artifacts"`
+	Repo        string   `json:"repo"`
+	Version     string   `json:"version"`
+	BuildID     int64    `json:"build_id"`
+	BuildNumber int64    `json:"build_number"`
+	Commit      string   `json:"commit"`
+	Branch      string   `json:"branch"`
+	Tag         string   `json:"tag,omitempty"`
+	Authors     []string `json:"authors"`
+	// Issues are the issue keys its commits name (ABC-123, #123).
+	Issues    []string   `json:"issues"`
+	CreatedAt time.Time  `json:"created_at"`
+	Artifacts []Artifact `json:"artifacts"`
 	// Deployments, on GET of one release: where it went, newest first.
 	Deployments []Deployment `json:"deployments,omitempty"`
 }
@@ -120,7 +122,10 @@ func deploymentPtr(d *store.Deployment) *Deployment {
 // ReleaseOf converts a stored release.
 func ReleaseOf(r *store.Release) Release {
 	out := Release{Repo: r.Repo, Version: r.Version, BuildID: r.BuildID, BuildNumber: r.BuildNumber, Commit: r.Commit,
-		Branch: r.Branch, Tag: r.Tag, Authors: r.Authors, CreatedAt: r.CreatedAt.UTC(), Artifacts: []Artifact{}}
+		Branch: r.Branch, Tag: r.Tag, Authors: r.Authors, Issues: r.Issues, CreatedAt: r.CreatedAt.UTC(), Artifacts: []Artifact{}}
+	if out.Issues == nil {
+		out.Issues = []string{}
+	}
 	if out.Authors == nil {
 		out.Authors = []string{}
 	}

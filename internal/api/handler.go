@@ -115,6 +115,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.route(mux, "GET /api/v1/hooks", adminOnly, h.listHooks)
 	h.route(mux, "DELETE /api/v1/hooks/{id}", adminOnly, h.deleteHook)
 	h.route(mux, "GET /api/v1/issues/{key}/builds", viewer(repoQuery), h.issueBuilds)
+	h.route(mux, "GET /api/v1/issues/{key}/releases", viewer(repoQuery), h.issueReleases)
 	// Status badges, for READMEs: no token.
 	mux.Handle("GET /badge/{repo...}", h.handle(h.badge))
 	h.registerUsers(mux)

@@ -64,20 +64,22 @@ var DeliveryStates = []string{store.DeliveryPending, store.DeliverySending, stor
 // answer to its creation; the URL of a chat hook, which is its secret
 // too, is never shown whole.
 type Hook struct {
-	ID        int64     `json:"id"`
-	URL       string    `json:"url"`
-	Events    []string  `json:"events"`
-	Repo      string    `json:"repo,omitempty"`
-	Branch    string    `json:"branch,omitempty"`
-	Format    string    `json:"format"`
-	CreatedAt time.Time `json:"created_at"`
-	Secret    string    `json:"secret,omitempty"`
+	ID     int64    `json:"id"`
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	Repo   string   `json:"repo,omitempty"`
+	Branch string   `json:"branch,omitempty"`
+	// Environment limits the hook to deployments to matching environments.
+	Environment string    `json:"environment,omitempty"`
+	Format      string    `json:"format"`
+	CreatedAt   time.Time `json:"created_at"`
+	Secret      string    `json:"secret,omitempty"`
 }
 
 // HookOf converts a stored hook, without its secret.
 func HookOf(h *store.Hook) Hook {
 	return Hook{ID: h.ID, URL: notify.Redact(h.URL, h.Format), Events: h.Events, Repo: h.Repo, Branch: h.Branch,
-		Format: h.Format, CreatedAt: h.CreatedAt.UTC()}
+		Environment: h.Environment, Format: h.Format, CreatedAt: h.CreatedAt.UTC()}
 }
 
 // NewHook is the body of POST /api/v1/hooks.
@@ -88,6 +90,9 @@ type NewHook struct {
 	// match a glob.
 	Repo   string `json:"repo,omitempty"`
 	Branch string `json:"branch,omitempty"`
+	// Environment limits it to deployments (and their builds) to
+	// environments that match a glob.
+	Environment string `json:"environment,omitempty"`
 	// Format is json (signed events, the default) or slack (chat
 	// messages for Slack, Mattermost or Zulip's Slack endpoint).
 	Format string `json:"format,omitempty"`
@@ -104,8 +109,8 @@ func (h *Handler) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	if f.State != "" && !slices.Contains(DeliveryStates, f.State) {
 		return badRequestf("state %q: want one of %s", f.State, strings.Join(DeliveryStates, ", "))
 	}
-	if f.Kind != "" && f.Kind != store.DeliveryStatus && f.Kind != store.DeliveryHook {
-		return badRequestf("kind %q: want status or hook", f.Kind)
+	if f.Kind != "" && f.Kind != store.DeliveryStatus && f.Kind != store.DeliveryHook && f.Kind != store.DeliveryDeployment {
+		return badRequestf("kind %q: want status, hook or deployment", f.Kind)
 	}
 	if b := q.Get("build"); b != "" {
 		id, err := strconv.ParseInt(b, 10, 64)
@@ -171,7 +176,10 @@ func (h *Handler) addHook(w http.ResponseWriter, r *http.Request) error {
 	if in.Branch != "" && !doublestar.ValidatePattern(in.Branch) {
 		return badRequestf("branch %q is not a valid glob", in.Branch)
 	}
-	hook := &store.Hook{URL: in.URL, Events: events, Branch: in.Branch, Format: in.Format, Secret: in.Secret}
+	if in.Environment != "" && !doublestar.ValidatePattern(in.Environment) {
+		return badRequestf("environment %q is not a valid glob", in.Environment)
+	}
+	hook := &store.Hook{URL: in.URL, Events: events, Branch: in.Branch, Environment: in.Environment, Format: in.Format, Secret: in.Secret}
 	if in.Repo != "" {
 		repo, err := h.Store.Repo(r.Context(), in.Repo)
 		if errors.Is(err, store.ErrNotFound) {
@@ -198,6 +206,9 @@ func (h *Handler) addHook(w http.ResponseWriter, r *http.Request) error {
 	}
 	if hook.Branch != "" {
 		detail["branch"] = hook.Branch
+	}
+	if hook.Environment != "" {
+		detail["environment"] = hook.Environment
 	}
 	if err := h.audit(r, "hook.add", fmt.Sprintf("hook:%d", hook.ID), detail); err != nil {
 		return err

@@ -184,6 +184,9 @@ func (s *Service) Decide(ctx context.Context, id int64, by Actor, verdict, comme
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment "+verdict, slog.String("repo", d.Repo), slog.String("environment", d.Environment),
 		slog.Int64("deployment", d.ID), slog.String("by", by.Name))
+	if told := map[string]string{store.VerdictApprove: ChangeApproved, store.VerdictReject: ChangeRejected}[verdict]; told != "" {
+		s.tell(ctx, told, d, by.Name, comment)
+	}
 	if verdict == store.VerdictReject {
 		reason := "rejected by " + by.Name
 		if comment != "" {
@@ -256,7 +259,8 @@ func (s *Service) Withdraw(ctx context.Context, id int64, by Actor, reason strin
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.EndDeployment(ctx, d.ID, d.State, to, why); err != nil {
+	withdrawn, err := s.store.EndDeployment(ctx, d.ID, d.State, to, why)
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, fmt.Errorf("%w: deployment %d started or ended meanwhile", deploy.ErrRefused, d.ID)
 		}
@@ -264,6 +268,7 @@ func (s *Service) Withdraw(ctx context.Context, id int64, by Actor, reason strin
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment withdrawn", slog.String("repo", d.Repo), slog.String("environment", d.Environment),
 		slog.Int64("deployment", d.ID), slog.String("by", by.Name))
+	s.tell(ctx, ChangeCancelled, withdrawn, by.Name, reason)
 	s.advance(ctx, d.Repo, d.Environment)
 	return s.store.Deployment(ctx, id)
 }

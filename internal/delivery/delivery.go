@@ -40,6 +40,8 @@ type Service struct {
 	started func(*store.Build)
 	// kick asks Run to look now rather than at its next tick.
 	kick chan struct{}
+	// observer is told of every change of a deployment (Observe).
+	observer func(Change)
 }
 
 // New returns a Service. started may be nil.
@@ -102,7 +104,8 @@ func (s *Service) Register(ctx context.Context, b *store.Build) (*store.Release,
 		return rel, nil
 	}
 	rel := &store.Release{RepoID: b.RepoID, Version: deploy.Version(b), BuildID: b.ID, Commit: b.Commit,
-		Branch: b.Branch, Tag: b.Tag, Authors: s.authors(ctx, b)}
+		Branch: b.Branch, Tag: b.Tag}
+	rel.Authors, rel.Issues = s.changes(ctx, b)
 	var envs []string
 	for _, e := range p.Environments {
 		envs = append(envs, e.Name)
@@ -132,19 +135,27 @@ func (s *Service) Register(ctx context.Context, b *store.Build) (*store.Release,
 	for _, d := range deploys {
 		s.record(ctx, "deployment.auto", "deployment:"+strconv.FormatInt(d.ID, 10), map[string]string{"repo": rel.Repo,
 			"environment": d.Environment, "release": rel.Version, "state": d.State, "reason": d.Reason})
+		told := *d
+		told.RepoID, told.Repo, told.Version = rel.RepoID, rel.Repo, rel.Version
+		s.tell(ctx, ChangeRequested, &told, "", "")
+		if d.State == store.DeployFailed {
+			s.tell(ctx, ChangeFailed, &told, "", "")
+		}
 	}
 	for _, d := range deploys {
 		if d.State == store.DeployPending {
 			s.advance(ctx, rel.Repo, d.Environment)
+			s.tellWaiting(ctx, d.ID)
 		}
 	}
 	return rel, nil
 }
 
-// authors are the authors of the commits since the previous release of
-// the same branch (or, for a tag, the previous tagged release); with
-// none, or when git cannot tell, the build's commit's author.
-func (s *Service) authors(ctx context.Context, b *store.Build) []string {
+// changes are the authors of the commits since the previous release of
+// the same branch (or, for a tag, the previous tagged release), and the
+// issue keys their messages name (issue.Keys); with none, or when git
+// cannot tell, the build's commit's author and the keys the build names.
+func (s *Service) changes(ctx context.Context, b *store.Build) (authors, issues []string) {
 	prev := ""
 	releases, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: b.Repo, Branch: b.Branch, Limit: 50})
 	if err == nil {
@@ -155,22 +166,23 @@ func (s *Service) authors(ctx context.Context, b *store.Build) []string {
 			}
 		}
 	}
+	messages := []string{b.Message}
 	if s.mirrors != nil {
 		repo, err := s.store.Repo(ctx, b.Repo)
 		if err == nil {
-			authors, err := s.mirrors.Get(repo.Name, repo.CloneURL).Authors(ctx, prev, b.Commit, maxAuthors)
-			if err == nil && len(authors) > 0 {
-				return authors
-			}
-			if err != nil {
+			m := s.mirrors.Get(repo.Name, repo.CloneURL)
+			if authors, err = m.Authors(ctx, prev, b.Commit, maxAuthors); err != nil {
 				s.log.LogAttrs(ctx, slog.LevelWarn, "release authors", slog.Int64("build", b.ID), slog.Any("err", err))
+			}
+			if msgs, err := m.Messages(ctx, prev, b.Commit, maxAuthors); err == nil && len(msgs) > 0 {
+				messages = msgs
 			}
 		}
 	}
-	if b.Author != "" {
-		return []string{b.Author}
+	if len(authors) == 0 && b.Author != "" {
+		authors = []string{b.Author}
 	}
-	return nil
+	return authors, releaseIssues(b, messages)
 }
 
 // Request is a person asking for a release to go to an environment.
@@ -230,7 +242,11 @@ func (s *Service) request(ctx context.Context, req Request, rel *store.Release, 
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "deployment requested", slog.String("repo", req.Repo), slog.String("environment", req.Environment),
 		slog.String("version", rel.Version), slog.String("kind", req.Kind), slog.String("by", req.By), slog.Int64("deployment", d.ID))
+	told := *d
+	told.Repo, told.Version = req.Repo, rel.Version
+	s.tell(ctx, ChangeRequested, &told, req.By, "")
 	s.advance(ctx, req.Repo, req.Environment)
+	s.tellWaiting(ctx, d.ID)
 	return s.store.Deployment(ctx, d.ID)
 }
 
@@ -417,6 +433,9 @@ func (s *Service) start(ctx context.Context, d *store.Deployment) error {
 		slog.String("version", rel.Version), slog.Int64("deployment", d.ID), slog.Int64("build", b.ID))
 	s.record(ctx, "deployment.start", "deployment:"+strconv.FormatInt(d.ID, 10), map[string]string{"repo": d.Repo,
 		"environment": d.Environment, "release": rel.Version, "build": strconv.FormatInt(b.ID, 10)})
+	told := *d
+	told.State, told.BuildID, told.Version, told.StartedAt = store.DeployRunning, b.ID, rel.Version, time.Now()
+	s.tell(ctx, ChangeStarted, &told, "", "")
 	s.started(b)
 	return nil
 }
@@ -428,7 +447,8 @@ func (s *Service) end(ctx context.Context, d *store.Deployment, ev deploy.Event,
 		s.log.LogAttrs(ctx, slog.LevelError, "end deployment", slog.Int64("deployment", d.ID), slog.Any("err", err))
 		return
 	}
-	if _, err := s.store.EndDeployment(ctx, d.ID, d.State, to, reason); err != nil && !errors.Is(err, store.ErrConflict) {
+	ended, err := s.store.EndDeployment(ctx, d.ID, d.State, to, reason)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
 		s.log.LogAttrs(ctx, slog.LevelError, "end deployment", slog.Int64("deployment", d.ID), slog.Any("err", err))
 		return
 	}
@@ -436,6 +456,9 @@ func (s *Service) end(ctx context.Context, d *store.Deployment, ev deploy.Event,
 		slog.String("version", d.Version), slog.Int64("deployment", d.ID), slog.String("state", to), slog.String("reason", reason))
 	s.record(ctx, "deployment.end", "deployment:"+strconv.FormatInt(d.ID, 10), map[string]string{"repo": d.Repo,
 		"environment": d.Environment, "release": d.Version, "state": to, "reason": reason})
+	if err == nil {
+		s.tell(ctx, to, ended, "", "")
+	}
 }
 
 // ended ends the deployment a finished build ran, and lets the next one

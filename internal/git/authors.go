@@ -12,14 +12,38 @@ import (
 // commits; with from empty, or not in the mirror, the author of to alone.
 // to must be in the mirror.
 func (m *Mirror) Authors(ctx context.Context, from, to string, max int) ([]string, error) {
+	out, err := m.logRange(ctx, "authors", from, to, max, "%aN <%aE>%x00")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	authors := []string{}
+	for _, l := range out {
+		if l != "" && !seen[l] {
+			seen[l] = true
+			authors = append(authors, l)
+		}
+	}
+	return authors, nil
+}
+
+// Messages returns the messages (subject and body) of the same commits as
+// Authors, newest first.
+func (m *Mirror) Messages(ctx context.Context, from, to string, max int) ([]string, error) {
+	return m.logRange(ctx, "messages", from, to, max, "%B%x00")
+}
+
+// logRange runs git log over the commits Authors reads with format, whose
+// entries end in a NUL, and returns each entry, trimmed.
+func (m *Mirror) logRange(ctx context.Context, what, from, to string, max int, format string) ([]string, error) {
 	t, err := checkCommit(to)
 	if err != nil {
-		return nil, fmt.Errorf("authors of %q: %w", to, err)
+		return nil, fmt.Errorf("%s of %q: %w", what, to, err)
 	}
 	if err := m.init(ctx); err != nil {
-		return nil, fmt.Errorf("authors of %s: %w", t, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, t, err)
 	}
-	args := []string{"--git-dir=" + m.dir, "log", "--format=%aN <%aE>", "--max-count=" + strconv.Itoa(max)}
+	args := []string{"--git-dir=" + m.dir, "log", "--format=" + format, "--max-count=" + strconv.Itoa(max)}
 	if f, err := checkCommit(from); err == nil && from != "" && m.has(ctx, f) {
 		args = append(args, f+".."+t)
 	} else {
@@ -27,16 +51,14 @@ func (m *Mirror) Authors(ctx context.Context, from, to string, max int) ([]strin
 	}
 	out, err := m.run(ctx, "", args...)
 	if err != nil {
-		return nil, fmt.Errorf("authors of %s: %w", t, err)
+		return nil, fmt.Errorf("%s of %s: %w", what, t, err)
 	}
-	seen := map[string]bool{}
-	authors := []string{}
-	for l := range strings.Lines(string(out)) {
-		l = strings.TrimSpace(l)
-		if l != "" && !seen[l] {
-			seen[l] = true
-			authors = append(authors, l)
+	entries := strings.Split(string(out), "\x00")
+	var list []string
+	for _, e := range entries {
+		if e = strings.TrimSpace(e); e != "" {
+			list = append(list, e)
 		}
 	}
-	return authors, nil
+	return list, nil
 }

@@ -47,3 +47,33 @@ func TestAuthors(t *testing.T) {
 		t.Error("Authors(not a commit) = nil error")
 	}
 }
+
+func TestMessages(t *testing.T) {
+	t.Parallel()
+	o := newOrigin(t)
+	first := o.commit(map[string]string{"a": "1"})
+	say := func(msg string) string {
+		o.git("commit", "--quiet", "--allow-empty", "-m", msg)
+		return o.git("rev-parse", "HEAD")
+	}
+	say("OPS-7: fix the frobnicator\n\nSee also #12.")
+	last := say("Bump the version")
+	m := NewMirror(filepath.Join(t.TempDir(), "mirror"), o.dir)
+	ctx := t.Context()
+	if err := m.Fetch(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Messages(ctx, first, last, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"Bump the version", "OPS-7: fix the frobnicator\n\nSee also #12."}, got); diff != "" {
+		t.Errorf("Messages(since the first) (-want +got):\n%s", diff)
+	}
+	if got, err := m.Messages(ctx, "", last, 100); err != nil || len(got) != 1 {
+		t.Errorf("Messages(no release before) = %q, %v; want the last commit's alone", got, err)
+	}
+	if _, err := m.Messages(ctx, "", "not-a-commit", 10); err == nil {
+		t.Error("Messages(not a commit) = nil error")
+	}
+}

@@ -9,11 +9,8 @@ import (
 
 // Events are the names of everything a hook may subscribe to, in the
 // order they happen. Each is sent at most once per build (or deployment)
-// and hook, whichever server sees it.
-//
-// The deployment events are named now so that hooks can subscribe to them
-// (deployment.*), but nothing sends them yet: deployments come with
-// releases and environments.
+// and hook, whichever server sees it. The deployment events come from the
+// delivery service (DeploymentChanged).
 var Events = []string{
 	// A build was created (queued, or already finished when its pipeline
 	// excluded the push, could not be read, or came from a fork).
@@ -30,11 +27,13 @@ var Events = []string{
 	"build.fixed",
 	// A deployment of a release to an environment was asked for.
 	"deployment.created",
-	// A deployment waits for an approval.
+	// A deployment waits for an approval (sent once, when it is asked
+	// for; approvals given are in the events that follow).
 	"deployment.approval_required",
 	// A deployment started rolling out.
 	"deployment.started",
-	// A deployment finished: succeeded, failed or rolled back.
+	// A deployment finished: succeeded (a rollback too: its kind says
+	// so), failed (a rejection too), or was cancelled.
 	"deployment.finished",
 }
 

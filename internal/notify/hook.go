@@ -57,6 +57,8 @@ type Payload struct {
 	Build *BuildPayload `json:"build,omitempty"`
 	// Previous is, on build.fixed, the failed build before it.
 	Previous *BuildPayload `json:"previous,omitempty"`
+	// Deployment is the deployment of a deployment.* event.
+	Deployment *DeploymentPayload `json:"deployment,omitempty"`
 }
 
 // BuildPayload is a build in an event.
@@ -152,6 +154,9 @@ func (n *Notifier) events(ctx context.Context, repo *store.Repo, b *store.Build,
 			if ok, _ := doublestar.Match(h.Branch, b.Branch); !ok {
 				continue
 			}
+		}
+		if !environmentMatches(h, b.Environment) {
+			continue
 		}
 		mine = append(mine, h)
 	}
@@ -279,4 +284,16 @@ func Redact(raw, format string) string {
 		out += "?…"
 	}
 	return out
+}
+
+// environmentMatches reports whether a hook takes events of env (a
+// deployment's environment; "" for a build that deploys nothing): every
+// hook does without an environment filter, and one with a filter only
+// those of a matching environment.
+func environmentMatches(h *store.Hook, env string) bool {
+	if h.Environment == "" {
+		return true
+	}
+	ok, _ := doublestar.Match(h.Environment, env)
+	return ok && env != ""
 }

@@ -1,7 +1,8 @@
-// Package notify tells the world what builds do: it posts commit statuses
-// to the forge (one for the build, one per job) and events to hooks
-// (signed JSON, or Slack-compatible chat messages), renders status
-// badges, and records the issue keys builds name.
+// Package notify tells the world what builds and deployments do: it posts
+// commit statuses to the forge (one for the build, one per job), GitHub
+// deployments and their statuses, and events to hooks (signed JSON, or
+// Slack-compatible chat messages), renders status badges, and records the
+// issue keys builds name.
 //
 // Every such POST is a delivery, stored in the outbox (store.Outbox)
 // before it is sent, then claimed, sent and retried with backoff by
@@ -9,7 +10,8 @@
 // a forge that is down or rate-limits loses nothing, and deliveries
 // survive a restart of the server.
 //
-//	build service ──Changed──► queue (memory, latest per build)
+//	build service ──Changed──────────► queue (memory, latest per build)
+//	delivery service ─DeploymentChanged─┘
 //	                               │ enqueue loop: statuses and events
 //	                               ▼
 //	                       store outbox (deliveries)
@@ -18,9 +20,8 @@
 //	                    forge API / hook URL / chat
 //
 // What it does not do: serve HTTP (the api package serves deliveries,
-// hooks and badges), keep any state of its own beyond the queue of
-// changes not yet stored, or report deployments (whose events it names,
-// see Events, for when they exist).
+// hooks and badges), or keep any state of its own beyond the queue of
+// changes not yet stored.
 package notify
 
 import (
@@ -34,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gantry-ci/gantry/internal/delivery"
 	"github.com/gantry-ci/gantry/internal/forge"
 	"github.com/gantry-ci/gantry/internal/issue"
 	"github.com/gantry-ci/gantry/internal/store"
@@ -200,7 +202,7 @@ func (n *Notifier) Changed(b *store.Build) {
 			}
 		}
 	}
-	n.queue = append(n.queue, change{snapshot(b), !known})
+	n.queue = append(n.queue, change{b: snapshot(b), first: !known})
 	if len(n.queue) > maxQueue {
 		n.queue = latest(n.queue)
 	}
@@ -215,24 +217,39 @@ func (n *Notifier) Changed(b *store.Build) {
 // is then.
 const maxQueue = 10000
 
-// change is a build as it was when it changed; first marks the first
-// change of it this server saw, whose issue keys it records.
+// change is a build as it was when it changed, or a deployment change
+// (dep); first marks the first change of a build this server saw, whose
+// issue keys it records.
 type change struct {
 	b     *store.Build
 	first bool
+	dep   *delivery.Change
 }
 
-// latest keeps the last change of each build in q, in order.
+// latest keeps the last change of each build in q, in order, and the
+// newest maxQueue/2 deployment changes: each says something of its own,
+// but a queue that the database cannot take must stay bounded.
 func latest(q []change) []change {
 	last, first := map[int64]int{}, map[int64]bool{}
+	deps := 0
 	for i, c := range q {
-		last[c.b.ID] = i
-		first[c.b.ID] = first[c.b.ID] || c.first
+		if c.b != nil {
+			last[c.b.ID] = i
+			first[c.b.ID] = first[c.b.ID] || c.first
+		} else {
+			deps++
+		}
 	}
 	var out []change
 	for i, c := range q {
-		if last[c.b.ID] == i {
-			out = append(out, change{c.b, first[c.b.ID]})
+		switch {
+		case c.dep != nil:
+			if deps <= maxQueue/2 {
+				out = append(out, c)
+			}
+			deps--
+		case last[c.b.ID] == i:
+			out = append(out, change{b: c.b, first: first[c.b.ID]})
 		}
 	}
 	return out
@@ -366,11 +383,7 @@ func (n *Notifier) enqueueBatch(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	builds := make([]*store.Build, len(batch))
-	for i, c := range batch {
-		builds[i] = c.b
-	}
-	ds, err := n.deliveries(ctx, builds)
+	ds, err := n.deliveries(ctx, batch)
 	if err == nil && len(ds) > 0 {
 		err = n.st.EnqueueDeliveries(ctx, ds)
 	}
@@ -397,16 +410,26 @@ func (n *Notifier) enqueueBatch(ctx context.Context) error {
 	return nil
 }
 
-// deliveries are what a batch of build changes owes: commit statuses for
-// their forges, and events for the hooks that subscribe to them.
-func (n *Notifier) deliveries(ctx context.Context, batch []*store.Build) ([]*store.Delivery, error) {
+// deliveries are what a batch of changes owes: commit statuses for the
+// builds' forges, GitHub deployment statuses for the deployments, and
+// events for the hooks that subscribe to them.
+func (n *Notifier) deliveries(ctx context.Context, batch []change) ([]*store.Delivery, error) {
 	hooks, err := n.st.Hooks(ctx)
 	if err != nil {
 		return nil, err
 	}
 	repos := map[string]*store.Repo{}
 	var out []*store.Delivery
-	for _, b := range batch {
+	for _, c := range batch {
+		if c.dep != nil {
+			ds, err := n.deploymentDeliveries(ctx, *c.dep, hooks)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ds...)
+			continue
+		}
+		b := c.b
 		repo, ok := repos[b.Repo]
 		if !ok {
 			repo, err = n.st.Repo(ctx, b.Repo)
@@ -433,7 +456,7 @@ func (n *Notifier) deliveries(ctx context.Context, batch []*store.Build) ([]*sto
 // are an index, not a promise.
 func (n *Notifier) linkIssues(ctx context.Context, batch []change) {
 	for _, c := range batch {
-		if !c.first {
+		if !c.first || c.b == nil {
 			continue
 		}
 		keys := issue.Keys(c.b.Branch, c.b.Title, c.b.Message)

@@ -35,7 +35,7 @@ var reporters = map[string]forge.Reporter{
 	"github": github.Reporter(), "gitea": gitea.Reporter(), "gitlab": gitlab.Reporter(), "bitbucket": bitbucket.Reporter(),
 }
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "gantry.db"))
 	if err != nil {
@@ -290,7 +290,7 @@ func TestCommitStatusPerForge(t *testing.T) {
 			n.Changed(set(b, store.StatusRunning, store.StatusRunning, store.StatusPending))
 			n.Changed(set(b, store.StatusFailure, store.StatusSuccess, store.StatusFailure))
 			// 3 queued, 2 running (the build and test), 3 final.
-			waitFor(t, 5*time.Second, "every delivery", func() bool {
+			waitFor(t, 30*time.Second, "every delivery", func() bool {
 				return len(deliveries(t, st, store.DeliveryFilter{})) == 8 && allFinal(t, st)()
 			})
 			mu.Lock()
@@ -527,7 +527,7 @@ func TestHookSignedEvents(t *testing.T) {
 		"/finished build.finished release/1.0 success",
 		"/in build.created main success", "/in build.started main success", "/in build.finished main success", "/in build.fixed main success",
 	}
-	waitFor(t, 5*time.Second, "every delivery", func() bool {
+	waitFor(t, 30*time.Second, "every delivery", func() bool {
 		return len(deliveries(t, st, store.DeliveryFilter{Kind: store.DeliveryHook})) == len(want)+2 && allFinal(t, st)()
 	})
 	var got, chats []string

@@ -163,14 +163,31 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// attempt makes one POST of d.
+// attempt makes one POST of d (two for the first status of a GitHub
+// deployment, which makes the deployment first).
 func (n *Notifier) attempt(ctx context.Context, d *store.Delivery) outcome {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
 	defer cancel()
-	req, o := n.request(ctx, d)
-	if req == nil {
+	target, body, sign, o := n.request(ctx, d)
+	if sign == nil {
 		return o
 	}
+	_, _, o = n.post(ctx, target, d.Headers, body, sign, d.Attempts)
+	return o
+}
+
+// post makes one POST and returns the answer's status and (the start of
+// its) body, and what the attempt came to.
+func (n *Notifier) post(ctx context.Context, target string, headers map[string]string, body []byte, sign func(http.Header), attempt int) (int, []byte, outcome) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, outcome{err: "bad URL: " + Redact(target, "")}
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("User-Agent", n.opts.UserAgent)
+	sign(req.Header)
 	resp, err := n.opts.Client.Do(req)
 	if err != nil {
 		// *url.Error names the URL, which for a chat hook is its secret.
@@ -178,59 +195,53 @@ func (n *Notifier) attempt(ctx context.Context, d *store.Delivery) outcome {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return outcome{err: err.Error(), retry: true}
+		return 0, nil, outcome{err: err.Error(), retry: true}
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
-	return classify(resp, body, time.Now(), d.Attempts)
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+	return resp.StatusCode, answer, classify(resp, answer, time.Now(), attempt)
 }
 
-// request builds the POST of d, with its credential or signature; when it
-// cannot, it returns nil and why.
-func (n *Notifier) request(ctx context.Context, d *store.Delivery) (*http.Request, outcome) {
-	target := d.URL
-	var sign func(h http.Header)
+// request returns where d goes, its body, and the function that adds its
+// credential or signature; when it cannot, a nil function and why.
+func (n *Notifier) request(ctx context.Context, d *store.Delivery) (string, []byte, func(http.Header), outcome) {
 	switch d.Kind {
-	case store.DeliveryStatus:
+	case store.DeliveryStatus, store.DeliveryDeployment:
 		rep, ok := n.opts.Reporters[d.Forge]
 		if !ok {
-			return nil, outcome{err: fmt.Sprintf("unknown forge %q", d.Forge)}
+			return "", nil, nil, outcome{err: fmt.Sprintf("unknown forge %q", d.Forge)}
 		}
 		token, err := n.opts.Credentials(ctx, d.Repo)
 		if err != nil {
-			return nil, outcome{err: "forge credentials: " + err.Error(), retry: true}
+			return "", nil, nil, outcome{err: "forge credentials: " + err.Error(), retry: true}
 		}
 		if token == "" {
-			return nil, outcome{err: fmt.Sprintf("no forge credentials for %s any more", d.Repo)}
+			return "", nil, nil, outcome{err: fmt.Sprintf("no forge credentials for %s any more", d.Repo)}
 		}
-		sign = func(h http.Header) { rep.Authorize(h, token) }
+		sign := func(h http.Header) { rep.Authorize(h, token) }
+		if d.Kind == store.DeliveryStatus {
+			return d.URL, d.Payload, sign, outcome{}
+		}
+		target, body, o := n.deploymentTarget(ctx, d, sign)
+		if target == "" {
+			return "", nil, nil, o
+		}
+		return target, body, sign, outcome{}
 	case store.DeliveryHook:
 		h, err := n.st.Hook(ctx, d.HookID)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, outcome{err: "hook removed"}
+			return "", nil, nil, outcome{err: "hook removed"}
 		}
 		if err != nil {
-			return nil, outcome{err: "read hook: " + err.Error(), retry: true}
+			return "", nil, nil, outcome{err: "read hook: " + err.Error(), retry: true}
 		}
-		target = h.URL
-		sign = func(hd http.Header) {
+		return h.URL, d.Payload, func(hd http.Header) {
 			hd.Set(HeaderEvent, d.Event)
 			hd.Set(HeaderDelivery, strconv.FormatInt(d.ID, 10))
 			hd.Set(HeaderSignature, Sign(h.Secret, d.Payload))
-		}
-	default:
-		return nil, outcome{err: fmt.Sprintf("unknown delivery kind %q", d.Kind)}
+		}, outcome{}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(d.Payload))
-	if err != nil {
-		return nil, outcome{err: "bad URL: " + Redact(target, "")}
-	}
-	for k, v := range d.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("User-Agent", n.opts.UserAgent)
-	sign(req.Header)
-	return req, outcome{}
+	return "", nil, nil, outcome{err: fmt.Sprintf("unknown delivery kind %q", d.Kind)}
 }
 
 // classify turns an answer into an outcome, following what the forges

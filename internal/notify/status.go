@@ -47,28 +47,10 @@ func (n *Notifier) statuses(ctx context.Context, repo *store.Repo, b *store.Buil
 	if (b.Status == store.StatusSkipped && len(b.Jobs) == 0) || !fullSHA(b.Commit) {
 		return nil
 	}
-	rep, ok := n.opts.Reporters[repo.Forge]
-	if !ok {
-		return nil
-	}
-	token, err := n.opts.Credentials(ctx, repo.Name)
-	switch {
-	case err != nil:
-		// Asked again when each is sent.
-		n.opts.Log.LogAttrs(ctx, slog.LevelWarn, "forge credentials", slog.String("repo", repo.Name), slog.Any("err", err))
-	case token == "":
-		why := fmt.Sprintf("no forge credentials for %s: commit statuses are not posted", repo.Name)
-		if n.opts.CredentialsHint != "" {
-			why += " (" + n.opts.CredentialsHint + ")"
-		}
-		return n.notice(ctx, repo, "nocreds", BuildContext, why)
-	}
-	api := repo.APIURL
+	rep := n.opts.Reporters[repo.Forge]
+	api, notice := n.forgeAPI(ctx, repo)
 	if api == "" {
-		var err error
-		if api, err = rep.APIURL(repo.CloneURL, repo.Name); err != nil {
-			return n.notice(ctx, repo, "noapi", BuildContext, fmt.Sprintf("%v: set the API URL with gantry repo add --api-url", err))
-		}
+		return notice
 	}
 	host := hostOf(api)
 	ref := b.Branch
@@ -109,6 +91,36 @@ func (n *Notifier) statuses(ctx context.Context, repo *store.Repo, b *store.Buil
 
 func fullSHA(s string) bool {
 	return (len(s) == 40 || len(s) == 64) && strings.Trim(strings.ToLower(s), "0123456789abcdef") == ""
+}
+
+// forgeAPI is the URL of repo's forge API, when Gantry has a reporter
+// for its forge and credentials for it; otherwise "" and, at most once
+// per repo, the notice that says why nothing is posted.
+func (n *Notifier) forgeAPI(ctx context.Context, repo *store.Repo) (string, []*store.Delivery) {
+	rep, ok := n.opts.Reporters[repo.Forge]
+	if !ok {
+		return "", nil
+	}
+	token, err := n.opts.Credentials(ctx, repo.Name)
+	switch {
+	case err != nil:
+		// Asked again when each is sent.
+		n.opts.Log.LogAttrs(ctx, slog.LevelWarn, "forge credentials", slog.String("repo", repo.Name), slog.Any("err", err))
+	case token == "":
+		why := fmt.Sprintf("no forge credentials for %s: commit statuses are not posted", repo.Name)
+		if n.opts.CredentialsHint != "" {
+			why += " (" + n.opts.CredentialsHint + ")"
+		}
+		return "", n.notice(ctx, repo, "nocreds", BuildContext, why)
+	}
+	if repo.APIURL != "" {
+		return repo.APIURL, nil
+	}
+	api, err := rep.APIURL(repo.CloneURL, repo.Name)
+	if err != nil {
+		return "", n.notice(ctx, repo, "noapi", BuildContext, fmt.Sprintf("%v: set the API URL with gantry repo add --api-url", err))
+	}
+	return api, nil
 }
 
 // hostOf is the host:port deliveries to u are held by.

@@ -220,6 +220,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		}
 	}
 	s.delivery = delivery.New(st, mirrors, s.cfg.Log, changed)
+	// Every change of a deployment becomes its hook events, chat messages
+	// and GitHub deployment statuses; the notifier only queues it.
+	s.delivery.Observe(s.notifier.DeploymentChanged)
 	s.builds = build.New(st, mirrors, s.cfg.Log, changed, build.Options{BuildForks: s.cfg.BuildForks,
 		Finished: func(b *store.Build) {
 			s.metrics.buildFinished(b)

@@ -5,11 +5,14 @@ import (
 	"time"
 )
 
-// Delivery kinds: a commit status posted to a forge's API, or an event
-// posted to a subscribed URL (an outbound webhook or a chat message).
+// Delivery kinds: a commit status posted to a forge's API, an event
+// posted to a subscribed URL (an outbound webhook or a chat message), or a
+// deployment's status posted to a forge's deployments API (GitHub's), which
+// first makes the forge's deployment when it has none (SetForgeDeployment).
 const (
-	DeliveryStatus = "status"
-	DeliveryHook   = "hook"
+	DeliveryStatus     = "status"
+	DeliveryHook       = "hook"
+	DeliveryDeployment = "deployment"
 )
 
 // Delivery states. A delivery is pending until a server claims it; it is
@@ -54,7 +57,7 @@ func DeliveryFinal(state string) bool {
 // hook's signature computed, when the delivery is sent.
 type Delivery struct {
 	ID   int64
-	Kind string // DeliveryStatus or DeliveryHook
+	Kind string // DeliveryStatus, DeliveryHook or DeliveryDeployment
 	// RepoID is the repository the delivery is about, or 0; Repo is its
 	// name, filled in on reads.
 	RepoID  int64
@@ -63,7 +66,8 @@ type Delivery struct {
 	// HookID is the hook a DeliveryHook goes to; its URL and secret are
 	// read from the hook when it is sent.
 	HookID int64
-	// Forge is the forge whose API a DeliveryStatus goes to.
+	// Forge is the forge whose API a DeliveryStatus or DeliveryDeployment
+	// goes to.
 	Forge string
 	// Event is what the delivery says: an event name (build.finished) for
 	// a hook, the status context (gantry/test) for a forge.
@@ -134,10 +138,15 @@ type Hook struct {
 	// repository. Repo is its name, filled in on reads.
 	RepoID int64
 	Repo   string
-	// Branch, when not empty, is a glob the build's branch must match.
-	Branch    string
-	Format    string // HookJSON or HookSlack
-	CreatedAt time.Time
+	// Branch, when not empty, is a glob the build's branch must match
+	// (for a deployment, its release's branch).
+	Branch string
+	// Environment, when not empty, is a glob the environment of a
+	// deployment (or of a deployment's build) must match: such a hook
+	// gets no events of other builds.
+	Environment string
+	Format      string // HookJSON or HookSlack
+	CreatedAt   time.Time
 }
 
 // Outbox is the part of the Store that holds what the server owes to
@@ -197,6 +206,15 @@ type Outbox interface {
 	// fail with the reason "hook removed". ErrNotFound when there is no
 	// such hook. Removing a repo removes its hooks.
 	DeleteHook(ctx context.Context, id int64) error
+
+	// SetForgeDeployment records the forge's ID of deployment id (GitHub's
+	// deployment, made with its first status), which its later statuses
+	// name. A second call for the same deployment keeps the first ID and
+	// returns ErrConflict; ErrNotFound when there is no such deployment.
+	SetForgeDeployment(ctx context.Context, id, forgeID int64) error
+	// ForgeDeployment returns the forge's ID of deployment id, or
+	// ErrNotFound when none was recorded.
+	ForgeDeployment(ctx context.Context, id int64) (int64, error)
 
 	// LatestBuild returns the newest build of repo on branch whose status
 	// is one of statuses, among the builds with an ID below before (0:

@@ -3,7 +3,8 @@ package store
 import "context"
 
 // IssueLinks records which builds name which issue keys (ABC-123, #123),
-// so a user can ask which builds contain a change. Every method is safe
+// so a user can ask which builds contain a change; the releases that
+// ship one are recorded with the release (Release.Issues). Every method is safe
 // for concurrent use.
 type IssueLinks interface {
 	// LinkIssues records that a build names keys; a key it names already
@@ -14,4 +15,9 @@ type IssueLinks interface {
 	IssueBuilds(ctx context.Context, key string, limit int) ([]*Build, error)
 	// BuildIssues returns the keys a build names, in order.
 	BuildIssues(ctx context.Context, buildID int64) ([]string, error)
+
+	// IssueReleases returns the releases that ship key (CreateRelease
+	// records a release's Issues), newest first, at most limit (0 means
+	// 50), with their artifacts and issues.
+	IssueReleases(ctx context.Context, key string, limit int) ([]*Release, error)
 }

@@ -44,7 +44,10 @@ type Release struct {
 	Tag         string
 	// Authors are the authors of the release's commits ("Name <email>"),
 	// those since the previous release of the same branch.
-	Authors   []string
+	Authors []string
+	// Issues are the issue keys the release's commits name (the same
+	// commits as Authors), sorted; read back with the release.
+	Issues    []string
 	CreatedAt time.Time
 	// Artifacts are the build's artifacts when the release was made, by
 	// path; read back with the release.
@@ -143,7 +146,7 @@ type Releases interface {
 	// CreateRelease stores r, with every artifact of its build as
 	// r.Artifacts, makes sure the repository has the environments named in
 	// envs, and stores deploys (deployments of r, whose ReleaseID it sets)
-	// in one transaction. It sets the IDs and CreatedAt of r and deploys,
+	// in one transaction, with r.Issues. It sets the IDs and CreatedAt of r and deploys,
 	// r.Repo, r.BuildNumber and r.Artifacts. ErrConflict when the repo has
 	// a release of that version, or of that build, already: nothing is
 	// stored.

@@ -128,6 +128,10 @@ func (s *Store) CreateRelease(ctx context.Context, r *store.Release, envs []stri
 			SELECT $1, id FROM artifacts WHERE build_id = $2`, id, r.BuildID); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, `INSERT INTO release_issues (issue, release_id) SELECT k, $2 FROM unnest($1::text[]) AS k
+			ON CONFLICT DO NOTHING`, labels(r.Issues), id); err != nil {
+			return err
+		}
 		for _, e := range envs {
 			if _, err := ensureEnvironment(ctx, tx, r.RepoID, e); err != nil {
 				return err
@@ -176,6 +180,10 @@ func (s *Store) releases(ctx context.Context, what, where string, args ...any) (
 		for _, r := range out {
 			if r.Artifacts, err = queryAll(ctx, tx, what, scanArtifact, artifactSelect+`
 				JOIN release_artifacts AS ra ON ra.artifact_id = a.id WHERE ra.release_id = $1 ORDER BY a.path COLLATE "C"`, r.ID); err != nil {
+				return err
+			}
+			if r.Issues, err = queryAll(ctx, tx, what, scanString,
+				`SELECT issue FROM release_issues WHERE release_id = $1 ORDER BY issue COLLATE "C"`, r.ID); err != nil {
 				return err
 			}
 		}
@@ -431,4 +439,9 @@ func (s *Store) Deployments(ctx context.Context, f store.DeploymentFilter) ([]*s
 	}
 	args = append(args, limit)
 	return queryAll(ctx, s.pool, "deployments", scanDeployment, fmt.Sprintf("%s ORDER BY d.id DESC LIMIT $%d", q, len(args)), args...)
+}
+
+func scanString(sc pgx.Row) (string, error) {
+	var v string
+	return v, sc.Scan(&v)
 }

@@ -347,9 +347,9 @@ func (s *Store) CreateHook(ctx context.Context, h *store.Hook) error {
 				return err
 			}
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO hooks (url, secret, events, repo_id, branch, format, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			h.URL, h.Secret, labelsJSON(h.Events), nullID(h.RepoID), h.Branch, h.Format, nanos(created)).Scan(&id)
+		return tx.QueryRowContext(ctx, `INSERT INTO hooks (url, secret, events, repo_id, branch, format, created_at, environment)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			h.URL, h.Secret, labelsJSON(h.Events), nullID(h.RepoID), h.Branch, h.Format, nanos(created), h.Environment).Scan(&id)
 	})
 	if err != nil {
 		return fmt.Errorf("create hook: %w", translate(err))
@@ -359,12 +359,12 @@ func (s *Store) CreateHook(ctx context.Context, h *store.Hook) error {
 }
 
 const hookSelect = `SELECT h.id, h.url, h.secret, h.events, coalesce(h.repo_id, 0), coalesce(r.name, ''), h.branch, h.format,
-	h.created_at FROM hooks AS h LEFT JOIN repos AS r ON r.id = h.repo_id`
+	h.created_at, h.environment FROM hooks AS h LEFT JOIN repos AS r ON r.id = h.repo_id`
 
 func scanHook(sc interface{ Scan(...any) error }) (*store.Hook, error) {
 	h := &store.Hook{}
 	var events string
-	if err := sc.Scan(&h.ID, &h.URL, &h.Secret, &events, &h.RepoID, &h.Repo, &h.Branch, &h.Format, ts(&h.CreatedAt)); err != nil {
+	if err := sc.Scan(&h.ID, &h.URL, &h.Secret, &events, &h.RepoID, &h.Repo, &h.Branch, &h.Format, ts(&h.CreatedAt), &h.Environment); err != nil {
 		return nil, err
 	}
 	var err error
@@ -429,4 +429,26 @@ func (s *Store) LatestBuild(ctx context.Context, repo, branch string, before int
 		return nil, fmt.Errorf("latest build of %s on %s: %w", repo, branch, translate(err))
 	}
 	return b, nil
+}
+
+// SetForgeDeployment records the forge's ID of a deployment, once.
+func (s *Store) SetForgeDeployment(ctx context.Context, id, forgeID int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO forge_deployments (deployment_id, forge_id, created_at) VALUES (?, ?, ?)`,
+			id, forgeID, nanos(now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record the forge's deployment of deployment %d: %w", id, translate(err))
+	}
+	return nil
+}
+
+// ForgeDeployment returns the forge's ID of a deployment.
+func (s *Store) ForgeDeployment(ctx context.Context, id int64) (int64, error) {
+	var forgeID int64
+	if err := s.r.QueryRowContext(ctx, `SELECT forge_id FROM forge_deployments WHERE deployment_id = ?`, id).Scan(&forgeID); err != nil {
+		return 0, fmt.Errorf("the forge's deployment of deployment %d: %w", id, translate(err))
+	}
+	return forgeID, nil
 }

@@ -100,3 +100,16 @@ func (s *Store) BuildIssues(ctx context.Context, buildID int64) ([]string, error
 	}
 	return out, nil
 }
+
+// IssueReleases returns the releases that ship key, newest first.
+func (s *Store) IssueReleases(ctx context.Context, key string, limit int) ([]*store.Release, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	out, err := s.releases(ctx, "releases of issue "+key,
+		`WHERE rl.id IN (SELECT release_id FROM release_issues WHERE issue = ?) ORDER BY rl.id DESC LIMIT ?`, key, limit)
+	if err != nil {
+		return nil, fmt.Errorf("releases of issue %s: %w", key, err)
+	}
+	return out, nil
+}

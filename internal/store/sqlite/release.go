@@ -128,6 +128,12 @@ func (s *Store) CreateRelease(ctx context.Context, r *store.Release, envs []stri
 			SELECT ?, id FROM artifacts WHERE build_id = ?`, id, r.BuildID); err != nil {
 			return err
 		}
+		for _, k := range r.Issues {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO release_issues (issue, release_id) VALUES (?, ?)
+				ON CONFLICT DO NOTHING`, k, id); err != nil {
+				return err
+			}
+		}
 		for _, e := range envs {
 			if _, err := ensureEnvironment(ctx, tx, r.RepoID, e); err != nil {
 				return err
@@ -190,6 +196,10 @@ func (s *Store) releases(ctx context.Context, what, where string, args ...any) (
 		for _, r := range out {
 			if r.Artifacts, err = queryAll(ctx, tx, what, scanArtifact, artifactSelect+`
 				JOIN release_artifacts AS ra ON ra.artifact_id = a.id WHERE ra.release_id = ? ORDER BY a.path`, r.ID); err != nil {
+				return err
+			}
+			if r.Issues, err = queryAll(ctx, tx, what, scanString,
+				`SELECT issue FROM release_issues WHERE release_id = ? ORDER BY issue`, r.ID); err != nil {
 				return err
 			}
 		}
@@ -428,4 +438,9 @@ func (s *Store) Deployments(ctx context.Context, f store.DeploymentFilter) ([]*s
 		limit = 50
 	}
 	return queryAll(ctx, s.r, "deployments", scanDeployment, q+` ORDER BY d.id DESC LIMIT ?`, append(args, limit)...)
+}
+
+func scanString(sc interface{ Scan(...any) error }) (string, error) {
+	var v string
+	return v, sc.Scan(&v)
 }

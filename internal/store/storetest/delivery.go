@@ -508,7 +508,7 @@ func testHooks(t *testing.T, s store.Store) {
 	}
 	before := time.Now()
 	global := &store.Hook{URL: "https://hooks.example.com/in", Secret: "s3cret", Events: []string{"build.finished", "deployment.*"}, Format: store.HookJSON}
-	scoped := &store.Hook{URL: "https://chat.example.com/T/B/X", Secret: "k", Events: []string{"build.failed"}, RepoID: r.ID, Branch: "main", Format: store.HookSlack}
+	scoped := &store.Hook{URL: "https://chat.example.com/T/B/X", Secret: "k", Events: []string{"build.failed"}, RepoID: r.ID, Branch: "main", Environment: "prod*", Format: store.HookSlack}
 	gone := &store.Hook{URL: "https://gone.example.com", Secret: "k", Events: []string{"*"}, RepoID: other.ID, Format: store.HookJSON}
 	for _, h := range []*store.Hook{global, scoped, gone} {
 		if err := s.CreateHook(ctx, h); err != nil {

@@ -27,6 +27,8 @@ var releaseTests = []struct {
 	{"StartDeploymentOneAtATime", testStartDeploymentOneAtATime},
 	{"StartDeploymentConcurrent", testStartDeploymentConcurrent},
 	{"DeleteRepoWithReleases", testDeleteRepoWithReleases},
+	{"ReleaseIssues", testReleaseIssues},
+	{"ForgeDeployments", testForgeDeployments},
 }
 
 func sha(n int) string { return fmt.Sprintf("%064x", n) }
@@ -537,5 +539,91 @@ func testDeleteRepoWithReleases(t *testing.T, s store.Store) {
 	}
 	if used, err := s.ArtifactInUse(ctx, sha(1)); err != nil || used {
 		t.Errorf("ArtifactInUse() after DeleteRepo = %v, %v; want false", used, err)
+	}
+}
+
+func testReleaseIssues(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	other := newRepo(t, s, "acme/other")
+	mk := func(repo *store.Repo, version string, issues ...string) *store.Release {
+		t.Helper()
+		b := newBuild(t, s, repo, nil)
+		rel := &store.Release{RepoID: repo.ID, Version: version, BuildID: b.ID, Commit: b.Commit, Branch: b.Branch, Issues: issues}
+		if err := s.CreateRelease(ctx, rel, nil, nil); err != nil {
+			t.Fatalf("CreateRelease(%s) = %v", version, err)
+		}
+		return rel
+	}
+	one := mk(r, "main-1", "OPS-7", "#12", "OPS-7")
+	if !cmp.Equal(one.Issues, []string{"#12", "OPS-7"}) {
+		t.Errorf("CreateRelease(issues OPS-7, #12, OPS-7) set Issues %q, want [#12 OPS-7]", one.Issues)
+	}
+	two := mk(r, "main-2", "OPS-8")
+	three := mk(other, "main-1", "OPS-7")
+	none := mk(r, "main-3")
+	if got, err := s.Release(ctx, "acme/a", "main-1"); err != nil || !cmp.Equal(got.Issues, []string{"#12", "OPS-7"}) {
+		t.Errorf("Release(main-1) = %+v, %v; want issues #12 and OPS-7", got, err)
+	}
+	if got, err := s.ReleaseByID(ctx, none.ID); err != nil || len(got.Issues) != 0 {
+		t.Errorf("ReleaseByID(a release naming none) = %+v, %v; want no issues", got, err)
+	}
+	if list, err := s.ListReleases(ctx, store.ReleaseFilter{Repo: "acme/a"}); err != nil || len(list) != 3 || !cmp.Equal(list[1].Issues, two.Issues) {
+		t.Errorf("ListReleases() = %v, %v; want 3, main-2 with OPS-8", list, err)
+	}
+	got, err := s.IssueReleases(ctx, "OPS-7", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, rel := range got {
+		ids = append(ids, rel.ID)
+	}
+	if diff := cmp.Diff([]int64{three.ID, one.ID}, ids); diff != "" {
+		t.Errorf("IssueReleases(OPS-7) (-want +got):\n%s", diff)
+	}
+	if len(got) == 2 && (got[0].Repo != "acme/other" || got[1].Version != "main-1" || !cmp.Equal(got[1].Issues, one.Issues)) {
+		t.Errorf("IssueReleases(OPS-7) = %+v, %+v; want the releases with their repo and issues", got[0], got[1])
+	}
+	if got, err := s.IssueReleases(ctx, "OPS-7", 1); err != nil || len(got) != 1 || got[0].ID != three.ID {
+		t.Errorf("IssueReleases(limit 1) = %v, %v; want the newest", got, err)
+	}
+	if got, err := s.IssueReleases(ctx, "NOPE-1", 0); err != nil || len(got) != 0 {
+		t.Errorf("IssueReleases(unknown) = %v, %v; want none", got, err)
+	}
+	if err := s.DeleteRepo(ctx, "acme/other"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.IssueReleases(ctx, "OPS-7", 0); err != nil || len(got) != 1 || got[0].ID != one.ID {
+		t.Errorf("IssueReleases(OPS-7) after acme/other is removed = %v, %v; want only main-1 of acme/a", got, err)
+	}
+}
+
+func testForgeDeployments(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	b := newBuild(t, s, r, nil)
+	d := &store.Deployment{Environment: "staging", Kind: "auto", State: store.DeployPending}
+	newRelease(t, s, r, b, "main-1", []string{"staging"}, d)
+	if _, err := s.ForgeDeployment(ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ForgeDeployment(none recorded) = %v, want ErrNotFound", err)
+	}
+	if err := s.SetForgeDeployment(ctx, d.ID, 1234567890123); err != nil {
+		t.Fatalf("SetForgeDeployment() = %v", err)
+	}
+	if err := s.SetForgeDeployment(ctx, d.ID, 42); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("SetForgeDeployment(again) = %v, want ErrConflict", err)
+	}
+	if id, err := s.ForgeDeployment(ctx, d.ID); err != nil || id != 1234567890123 {
+		t.Errorf("ForgeDeployment() = %d, %v; want the first ID, 1234567890123", id, err)
+	}
+	if err := s.SetForgeDeployment(ctx, 999999, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetForgeDeployment(no such deployment) = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteRepo(ctx, "acme/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ForgeDeployment(ctx, d.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ForgeDeployment() after the repo is removed = %v, want ErrNotFound", err)
 	}
 }
