@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/gantry-ci/gantry/internal/deploy"
+	"github.com/gantry-ci/gantry/internal/spec"
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
@@ -35,17 +36,25 @@ func (s *Service) MayDecide(ctx context.Context, d *store.Deployment, by Actor) 
 // of a particular release (deploy.Admit's part) and changes nothing. A
 // repo without a release gives an error wrapping deploy.ErrRefused.
 func (s *Service) MayRequest(ctx context.Context, repo, env string, by Actor) error {
-	rels, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: repo, Limit: 1})
+	p, err := s.Rules(ctx, repo)
 	if err != nil {
 		return err
 	}
-	if len(rels) == 0 {
+	if p == nil {
 		return fmt.Errorf("%w: %s has no release yet", deploy.ErrRefused, repo)
-	}
-	p, err := s.pipeline(ctx, rels[0])
-	if err != nil {
-		return err
 	}
 	return s.mayRequest(ctx, Request{Repo: repo, Environment: env, Kind: deploy.KindDeploy, By: by.Name, Admin: by.Admin,
 		OverrideFreeze: by.OverrideFreeze}, p)
+}
+
+// Rules returns the pipeline whose environments govern repo's releases
+// now (where each takes releases from, its groups, approvals and freeze
+// windows): that of the repo's newest release, read as Deploy, Promote
+// and Rollback read it. Nil, and no error, before the first release.
+func (s *Service) Rules(ctx context.Context, repo string) (*spec.Pipeline, error) {
+	rels, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: repo, Limit: 1})
+	if err != nil || len(rels) == 0 {
+		return nil, err
+	}
+	return s.pipeline(ctx, rels[0])
 }

@@ -11,7 +11,8 @@ import (
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
-// TestChecks: MayDecide and MayRequest answer what Decide and Deploy
+// TestChecks: Rules reads the pipeline of the newest release; MayDecide
+// and MayRequest answer what Decide and Deploy
 // would, and change nothing.
 func TestChecks(t *testing.T) {
 	t.Parallel()
@@ -19,10 +20,16 @@ func TestChecks(t *testing.T) {
 	if err := e.svc.MayRequest(e.ctx, "acme/app", "staging", delivery.Actor{Name: "bob"}); !errors.Is(err, deploy.ErrRefused) {
 		t.Errorf("MayRequest(no release yet) = %v, want ErrRefused", err)
 	}
+	if p, err := e.svc.Rules(e.ctx, "acme/app"); p != nil || err != nil {
+		t.Errorf("Rules(no release yet) = %v, %v; want nil, nil", p, err)
+	}
 	sha := e.commit("Ann <ann@example.com>", pipeline)
 	e.push("guarded", sha)
 	e.runJobs(engine.Success)
 	d := e.envs()["guarded"].Waiting[0]
+	if p, err := e.svc.Rules(e.ctx, "acme/app"); err != nil || len(p.Environments) != 4 {
+		t.Errorf("Rules = %+v, %v; want the pipeline's 4 environments", p, err)
+	}
 	if err := e.svc.MayDecide(e.ctx, d, delivery.Actor{Name: "ann"}); !errors.Is(err, deploy.ErrForbidden) ||
 		!strings.Contains(err.Error(), "ann authored a commit of release") {
 		t.Errorf("MayDecide(the author) = %v, want ErrForbidden saying she authored it", err)
