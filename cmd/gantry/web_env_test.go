@@ -224,6 +224,28 @@ func TestWebEnvironments(t *testing.T) {
 		t.Errorf("the audit log of deployment %d has %q, want dora's promotion and bob's approval with his comment, and no rejection", id, acts)
 	}
 
+	// A second release goes to staging by itself; bob rolls staging back
+	// to the first through the confirmation step.
+	second := commit(t, repoDir, map[string]string{"NEWS": "second\n"})
+	b2 := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", second, "d2", "k")).body.Builds[0].ID, 60*time.Second)
+	v2 := fmt.Sprintf("main-%d", b2.Number)
+	waitLive(t, s, "acme/app", "staging", v2)
+	p.open(envs)
+	p.clickAndLoad(`#staging a.rollback`)
+	if got := p.text(`#confirm-h`); got != "Roll staging back to "+v1+"?" {
+		t.Errorf("the rollback's confirmation asks %q", got)
+	}
+	// From the keyboard: the confirmation's button has the focus, and
+	// keeps it as the page follows the deployments live.
+	p.waitFor("the focus on the confirmation's button", `document.activeElement && document.activeElement.id === "confirm-go"`, 10*time.Second)
+	evalJS[bool](p, `window.beforeClick = true`)
+	p.do("press Enter", chromedp.KeyEvent("\r"))
+	p.waitFor("the page after pressing Enter", `window.beforeClick === undefined && document.readyState === "complete"`, 30*time.Second)
+	if st := waitLive(t, s, "acme/app", "staging", v1); st.Current.Kind != "rollback" || st.Current.RequestedBy != "bob" {
+		t.Errorf("staging after the rollback = %+v, want %s by bob's rollback", st.Current, v1)
+	}
+	p.waitFor("staging back on "+v1, fmt.Sprintf(`document.querySelector("#staging .current").textContent.includes(%q)`, v1), 30*time.Second)
+
 	// On a phone-sized screen nothing is wider than the screen.
 	p.do("phone", chromedp.EmulateViewport(390, 844))
 	p.open(envs)

@@ -102,5 +102,8 @@
     };
     var live = new EventSource(main.dataset.live);
     live.addEventListener('build', schedule);
+    // What changed between the page's rendering and the stream's
+    // (re)connection was not heard: read the page again once connected.
+    live.addEventListener('open', schedule);
   }
 }());
