@@ -473,14 +473,11 @@ func (h *Handler) environmentsIndex(w http.ResponseWriter, r *http.Request, s *s
 	ctx := r.Context()
 	d := envIndexData{base: baseOf(s, "Environments", "/environments")}
 	d.Live = "/events"
-	repos, err := h.Store.Repos(ctx)
+	repos, err := h.visibleRepos(ctx, s)
 	if err != nil {
 		return err
 	}
 	for _, rp := range repos {
-		if !s.id.Can(store.RoleViewer, rp.Name) {
-			continue
-		}
 		envs, err := h.API.Delivery.Environments(ctx, rp.Name)
 		if err != nil {
 			return err
