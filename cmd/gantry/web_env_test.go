@@ -15,7 +15,8 @@ import (
 
 // envPipeline: staging by itself from main; production promoted from
 // staging after one releaser approved, its deployment waiting for a gate
-// file so that the test sees it run, then succeed.
+// file so that the test sees it run, then succeed; frozen is in a freeze
+// window that is always open.
 func envPipeline(gate string) string {
 	return fmt.Sprintf(`
 jobs:
@@ -30,6 +31,10 @@ environments:
     approvals: {required: 1, groups: [releasers]}
     steps:
       - run: echo deploying to production; while [ ! -e %q ]; do sleep 0.05; done; echo production done
+  frozen:
+    freeze:
+      - {cron: "* * * * *", duration: 2m, reason: the big migration}
+    steps: ["echo deployed to frozen"]
 `, gate)
 }
 
@@ -97,6 +102,14 @@ func TestWebEnvironments(t *testing.T) {
 	if got := p.text(`nav a[aria-current]`); got != "Environments" {
 		t.Errorf("the navigation marks %q as current, want Environments", got)
 	}
+	// The freeze is shown to all, and why nothing can be asked of frozen
+	// to those who could otherwise.
+	if got := p.text(`#frozen .frozen`); !strings.Contains(got, "Frozen until") || !strings.Contains(got, "the big migration") {
+		t.Errorf("frozen's panel says %q, want frozen until …: the big migration", got)
+	}
+	if got := p.text(`#frozen .no-request`); !strings.Contains(got, "frozen is frozen until") {
+		t.Errorf("dora is told of frozen %q, want why she may not deploy there", got)
+	}
 	p.clickAndLoad(`#production a.promote`)
 	if got := p.text(`#confirm-h`); got != "Promote "+v1+" from staging to production?" {
 		t.Errorf("the confirmation asks %q", got)
@@ -120,7 +133,7 @@ func TestWebEnvironments(t *testing.T) {
 	if n := p.count(`#production a.promote`); n != 0 {
 		t.Errorf("dora is offered to promote %s again while it waits", v1)
 	}
-	if got := p.text(`table.matrix tbody tr td:last-child .chip`); got != "waiting for approval" {
+	if got := p.text(`table.matrix tbody tr td:nth-child(3) .chip`); got != "waiting for approval" {
 		t.Errorf("the matrix shows %s in production as %q, want waiting for approval", v1, got)
 	}
 	if got := p.text(li + " .no-decide"); !strings.Contains(got, fmt.Sprintf("dora requested deployment %d", id)) {
@@ -137,6 +150,21 @@ func TestWebEnvironments(t *testing.T) {
 	}
 	if n := p.count(`.no-decide, .no-request`); n != 0 {
 		t.Errorf("a viewer is told %d times why not, of buttons it was never offered", n)
+	}
+	if got := p.text(`#frozen .frozen`); !strings.Contains(got, "the big migration") {
+		t.Errorf("a viewer is shown of frozen %q, want the freeze", got)
+	}
+	// Posting the promotion's form anyway, with its own form token, is
+	// refused with the role it lacks, on the page.
+	p.postForm("/promote", map[string]string{"repo": "acme/app", "from": "staging", "to": "production", "release": v1})
+	if got := p.text(`#refusal`); got != "vic may not do this: it needs role developer on acme/app, and vic has viewer" {
+		t.Errorf("a viewer's promotion is refused with %q", got)
+	}
+	// The index of environments: the repo, and what runs where.
+	p.open("/environments")
+	if got := p.text(`table.list tbody tr`); !strings.Contains(got, "acme/app") || !strings.Contains(got, "staging: "+v1) ||
+		!strings.Contains(got, "production: nothing · 1 waiting") {
+		t.Errorf("the environments index says %q, want acme/app with staging on %s and production waiting", got, v1)
 	}
 	p.signOut()
 
