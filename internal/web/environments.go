@@ -363,6 +363,9 @@ func (h *Handler) showEnvs(w http.ResponseWriter, r *http.Request, s *session, r
 	if r.Method == http.MethodGet {
 		q := r.URL.Query()
 		if action := q.Get("confirm"); action != "" {
+			if err := s.id.Need(store.RoleDeveloper, rp.Name); err != nil {
+				return err
+			}
 			if d.Confirm, err = confirmOf(d, action, q.Get("env")); err != nil {
 				return err
 			}
