@@ -103,7 +103,12 @@ func detailText(d map[string]string) string {
 
 // parseSince reads --since: an RFC 3339 time, or a duration before now
 // as time.ParseDuration takes it or a whole number of days ("7d").
-func parseSince(s string, now time.Time) (time.Time, error) {
+func parseSince(s string, now time.Time) (time.Time, error) { return parseWhen(s, now, -1) }
+
+// parseWhen reads a time: an RFC 3339 one, or a duration (as
+// time.ParseDuration takes it, or a whole number of days, "7d") before now
+// (sign -1) or after now (sign 1).
+func parseWhen(s string, now time.Time, sign int) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
@@ -121,10 +126,10 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time (2025-01-02T15:04:05Z) or a duration such as 90m, 24h or 7d", s)
 		}
 		if d < 0 {
-			return time.Time{}, fmt.Errorf("%q: a duration ago must not be negative", s)
+			return time.Time{}, fmt.Errorf("%q: a duration must not be negative", s)
 		}
 	}
-	return now.Add(-d), nil
+	return now.Add(time.Duration(sign) * d), nil
 }
 
 func auditVerifyCmd(args []string, stdout, stderr io.Writer) int {

@@ -54,6 +54,7 @@ func commands() []command {
 		{"promote", "deploy what succeeded in one environment to the next", promoteCmd},
 		{"rollback", "deploy again the release an environment ran before", rollbackCmd},
 		{"approve", "approve a deployment waiting for approval", approveCmd},
+		{"freeze", "freeze an environment for a while, list or remove freezes (admins; freeze add|list|rm)", freezeCmd},
 		{"reject", "reject a deployment waiting for approval, which ends it", rejectCmd},
 		{"user", "add, list or remove users (user add|list|rm)", userCmd},
 		{"token", "create, list or revoke your API tokens (token create|list|revoke)", tokenCmd},

@@ -36,10 +36,13 @@ const (
 	// deploymentPath: the repository of the deployment the {id} path
 	// value names.
 	deploymentPath
+	// freezePath: the repository of the freeze the {id} path value names.
+	freezePath
 )
 
 var scopeNames = map[scope]string{global: "global", repoPath: "repo in path", buildPath: "build in path",
-	repoQuery: "repo in query", repoBody: "repo in body", deploymentPath: "deployment in path"}
+	repoQuery: "repo in query", repoBody: "repo in body", deploymentPath: "deployment in path",
+	freezePath: "freeze in path"}
 
 // rule is who may call a route: at least role on the repository scope
 // names; role "" is any signed-in user.
@@ -214,6 +217,19 @@ func (h *Handler) check(r *http.Request, id *identity, rl rule) error {
 			return err
 		}
 		return id.need(rl.role, d.Repo)
+	case freezePath:
+		fid, err := pathID(r, "freeze")
+		if err != nil {
+			return err
+		}
+		fs, err := h.Store.ListFreezes(r.Context(), store.FreezeFilter{ID: fid})
+		if err != nil {
+			return err
+		}
+		if len(fs) == 0 {
+			return fmt.Errorf("freeze %d: %w", fid, store.ErrNotFound)
+		}
+		return id.need(rl.role, fs[0].Repo)
 	}
 	return fmt.Errorf("route rule with unknown scope %d", rl.scope)
 }

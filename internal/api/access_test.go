@@ -189,6 +189,7 @@ func (e *accessEnv) fingerprint(t *testing.T) string {
 	add(e.st.Hooks(ctx))
 	add(e.st.ListReleases(ctx, store.ReleaseFilter{Limit: 1000}))
 	add(e.st.Deployments(ctx, store.DeploymentFilter{Limit: 1000}))
+	add(e.st.ListFreezes(ctx, store.FreezeFilter{}))
 	data, err := json.Marshal(out)
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,10 @@ type Frozen struct {
 	Since  time.Time `json:"since"`
 	Until  time.Time `json:"until"`
 	Reason string    `json:"reason,omitempty"`
+	// SetBy and ID, for a freeze an admin set (gantry freeze add), say
+	// who and which; empty for a window of the pipeline file.
+	SetBy string `json:"set_by,omitempty"`
+	ID    int64  `json:"id,omitempty"`
 }
 
 // Decision is the body of POST /api/v1/deployments/{id}/approve and
@@ -41,7 +45,7 @@ func frozenOf(f *deploy.Freeze) *Frozen {
 	if f == nil {
 		return nil
 	}
-	return &Frozen{Since: f.Since.UTC(), Until: f.Until.UTC(), Reason: f.Window.Reason}
+	return &Frozen{Since: f.Since.UTC(), Until: f.Until.UTC(), Reason: f.Reason, SetBy: f.SetBy, ID: f.ID}
 }
 
 // withTally adds a deployment's approvals to its view, and shows a

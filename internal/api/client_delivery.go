@@ -193,3 +193,21 @@ func (c *Client) Reject(ctx context.Context, id int64, comment string) (*Deploym
 	var out Deployment
 	return &out, c.do(ctx, "POST", fmt.Sprintf("/api/v1/deployments/%d/reject", id), Decision{Comment: comment}, &out)
 }
+
+// Freezes lists the freezes admins set on a repo that have not ended.
+func (c *Client) Freezes(ctx context.Context, repo string) ([]Freeze, error) {
+	var out []Freeze
+	return out, c.do(ctx, "GET", "/api/v1/freezes?repo="+url.QueryEscape(repo), nil, &out)
+}
+
+// AddFreeze sets a freeze window on an environment.
+func (c *Client) AddFreeze(ctx context.Context, f FreezeRequest) (*Freeze, error) {
+	var out Freeze
+	return &out, c.do(ctx, "POST", "/api/v1/freezes", f, &out)
+}
+
+// DeleteFreeze removes a freeze and returns it.
+func (c *Client) DeleteFreeze(ctx context.Context, id int64) (*Freeze, error) {
+	var out Freeze
+	return &out, c.do(ctx, "DELETE", "/api/v1/freezes/"+strconv.FormatInt(id, 10), nil, &out)
+}

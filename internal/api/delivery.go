@@ -34,7 +34,8 @@ type Deployment struct {
 	Repo        string `json:"repo"`
 	Environment string `json:"environment"`
 	Release     string `json:"release"`
-	// Kind is auto, deploy, promote or rollback.
+	// Kind is auto, deploy, promote, rollback or auto-rollback (Gantry's
+	// own, after a failed health check).
 	Kind string `json:"kind"`
 	// RequestedBy is who asked; empty for an automatic deployment.
 	RequestedBy string `json:"requested_by"`

@@ -133,6 +133,25 @@ var deliveryCases = map[string]func(e *accessEnv) (string, string, any, string){
 	"POST /api/v1/deployments/{id}/reject": func(e *accessEnv) (string, string, any, string) {
 		return "POST", fmt.Sprintf("/api/v1/deployments/%d/reject", guarded(e)), api.Decision{Comment: "no"}, "developer"
 	},
+	"GET /api/v1/freezes": func(e *accessEnv) (string, string, any, string) {
+		return "GET", "/api/v1/freezes?repo=acme/web", nil, "viewer"
+	},
+	"POST /api/v1/freezes": func(e *accessEnv) (string, string, any, string) {
+		return "POST", "/api/v1/freezes", api.FreezeRequest{Repo: "acme/web", Environment: "production",
+			Until: time.Now().Add(time.Hour), Reason: "the migration"}, "admin"
+	},
+	"DELETE /api/v1/freezes/{id}": func(e *accessEnv) (string, string, any, string) {
+		web, err := e.st.Repo(context.Background(), "acme/web")
+		if err != nil {
+			panic(err)
+		}
+		f := &store.Freeze{RepoID: web.ID, Environment: "production", Since: time.Now(), Until: time.Now().Add(time.Hour),
+			Reason: "the migration", CreatedBy: "root"}
+		if err := e.st.CreateFreeze(context.Background(), f); err != nil {
+			panic(err)
+		}
+		return "DELETE", fmt.Sprintf("/api/v1/freezes/%d", f.ID), nil, "admin"
+	},
 	"POST /api/v1/rollbacks": func(e *accessEnv) (string, string, any, string) {
 		succeeded(e, released(e, "v1"), "staging")
 		succeeded(e, released(e, "v2"), "staging")

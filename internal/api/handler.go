@@ -120,6 +120,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	h.registerUsers(mux)
 	h.registerArtifacts(mux, viewer)
 	h.registerDelivery(mux, viewer)
+	h.registerFreezes(mux, viewer, admin)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)
 }

@@ -44,7 +44,7 @@ func (s *Service) person(ctx context.Context, name string, admin bool) (deploy.P
 // and freeze windows. Automatic deployments are not a person's: a freeze
 // window holds them (ready) instead.
 func (s *Service) mayRequest(ctx context.Context, req Request, p *spec.Pipeline) error {
-	if req.Kind == deploy.KindAuto {
+	if req.Kind == deploy.KindAuto || req.Kind == deploy.KindAutoRollback {
 		return nil
 	}
 	e := plan.Environment(p, req.Environment)
@@ -58,9 +58,13 @@ func (s *Service) mayRequest(ctx context.Context, req Request, p *spec.Pipeline)
 	if req.OverrideFreeze != "" && !req.Admin {
 		return fmt.Errorf("%w: %s may not override a freeze window: only an admin may", deploy.ErrForbidden, req.By)
 	}
-	if f := deploy.Frozen(e, time.Now()); f != nil && req.OverrideFreeze == "" {
+	set, err := s.freezes(ctx, req.Repo, req.Environment)
+	if err != nil {
+		return err
+	}
+	if f := deploy.Frozen(e, set, time.Now()); f != nil && req.OverrideFreeze == "" {
 		return fmt.Errorf("%w: %s: nothing is deployed there until then (an admin may with --override-freeze --reason R)",
-			deploy.ErrRefused, f.Why(e.Name))
+			deploy.ErrRefused, f.Why(req.Environment))
 	}
 	return nil
 }
@@ -86,15 +90,23 @@ func (s *Service) gate(ctx context.Context, d *store.Deployment) (*spec.Environm
 
 // ready is the deploy.Ready of advance: a deployment first in line waits
 // while a freeze window is open (unless an admin overrode it) and while
-// it lacks approvals. One whose pipeline cannot be read is let through:
+// it lacks approvals; an automatic rollback never waits (see
+// deploy.KindAutoRollback). One whose pipeline cannot be read is let through:
 // start then fails it with the reason.
 func (s *Service) ready(ctx context.Context) deploy.Ready {
 	return func(d *store.Deployment) (bool, string) {
+		if d.Kind == deploy.KindAutoRollback {
+			return true, ""
+		}
 		e, _, decs, err := s.gate(ctx, d)
 		if err != nil || e == nil {
 			return true, ""
 		}
-		if f := deploy.Frozen(e, time.Now()); f != nil && !deploy.Overridden(decs) {
+		set, err := s.freezes(ctx, d.Repo, d.Environment)
+		if err != nil {
+			return false, err.Error() // held until the freezes can be read
+		}
+		if f := deploy.Frozen(e, set, time.Now()); f != nil && !deploy.Overridden(decs) {
 			return false, f.Why(e.Name)
 		}
 		if t := deploy.Count(e, decs); !t.Approved() {
@@ -175,16 +187,26 @@ func (s *Service) Decide(ctx context.Context, id int64, by Actor, verdict, comme
 }
 
 // freeze returns the freeze window open now in environment env of repo,
-// as the pipeline of the repo's newest release defines it; nil when none
-// is open or there is no release.
+// of those the pipeline of the repo's newest release defines and those
+// admins set; nil when none is open.
 func (s *Service) freeze(ctx context.Context, repo, env string) *deploy.Freeze {
+	var e *spec.Environment
 	rels, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: repo, Limit: 1})
-	if err != nil || len(rels) == 0 {
-		return nil
+	if err == nil && len(rels) > 0 {
+		if p, err := s.pipeline(ctx, rels[0]); err == nil {
+			e = plan.Environment(p, env)
+		}
 	}
-	p, err := s.pipeline(ctx, rels[0])
+	set, _ := s.freezes(ctx, repo, env)
+	return deploy.Frozen(e, set, time.Now())
+}
+
+// freezes returns the freezes admins set on env of repo that have not
+// ended.
+func (s *Service) freezes(ctx context.Context, repo, env string) ([]*store.Freeze, error) {
+	set, err := s.store.ListFreezes(ctx, store.FreezeFilter{Repo: repo, Environment: env, EndsAfter: time.Now()})
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("the freezes of %s of %s cannot be read: %w", env, repo, err)
 	}
-	return deploy.Frozen(plan.Environment(p, env), time.Now())
+	return set, nil
 }

@@ -448,9 +448,47 @@ func (s *Service) ended(ctx context.Context, b *store.Build) {
 	}
 	if d.State == store.DeployRunning {
 		ev, reason := deploy.Outcome(b)
+		if ev == deploy.Fail {
+			if full, err := s.store.Build(ctx, b.ID); err == nil && deploy.HealthFailed(full) {
+				reason += "; " + s.rollBack(ctx, d)
+			}
+		}
 		s.end(ctx, d, ev, reason)
 	}
 	s.advance(ctx, d.Repo, d.Environment)
+}
+
+// rollBack asks for the automatic rollback of running deployment d, which
+// failed its health check, to the release live before it
+// (deploy.AutoRollback), and returns what it did, for d's reason. The
+// rollback waits for d to end, and then goes first.
+func (s *Service) rollBack(ctx context.Context, d *store.Deployment) string {
+	succeeded, err := s.store.Deployments(ctx, store.DeploymentFilter{Repo: d.Repo, Environment: d.Environment,
+		States: []string{store.DeploySucceeded}, Limit: 1})
+	if err != nil {
+		return "not rolled back: " + err.Error()
+	}
+	target, why := deploy.AutoRollback(d, succeeded)
+	if target == 0 {
+		return why
+	}
+	rel, err := s.store.ReleaseByID(ctx, target)
+	if err == nil {
+		var p *spec.Pipeline
+		if p, err = s.pipeline(ctx, rel); err == nil {
+			var rb *store.Deployment
+			rb, err = s.request(ctx, Request{Repo: d.Repo, Environment: d.Environment, Version: rel.Version,
+				Kind: deploy.KindAutoRollback, RollbackOf: d.ReleaseID}, rel, p)
+			if err == nil {
+				s.record(ctx, "deployment.auto-rollback", "deployment:"+strconv.FormatInt(rb.ID, 10), map[string]string{
+					"repo": d.Repo, "environment": d.Environment, "release": rel.Version, "instead_of": d.Version,
+					"failed_deployment": strconv.FormatInt(d.ID, 10)})
+				return fmt.Sprintf("rolling back to %s (deployment %d)", rel.Version, rb.ID)
+			}
+		}
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, "automatic rollback", slog.Int64("deployment", d.ID), slog.Any("err", err))
+	return "the automatic rollback could not be asked for: " + err.Error()
 }
 
 // Kick asks Run to look at every open deployment now.

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"cmp"
 	"context"
 	"slices"
 
@@ -28,8 +27,8 @@ type Environment struct {
 	// Tally says, for each waiting deployment, where it stands with its
 	// approvals.
 	Tally map[int64]deploy.Tally
-	// Freeze is the freeze window open now, as the newest release's
-	// pipeline defines the environment; nil when none is.
+	// Freeze is the freeze window open now, of those the newest
+	// release's pipeline defines and those admins set; nil when none is.
 	Freeze *deploy.Freeze
 }
 
@@ -71,7 +70,7 @@ func (s *Service) environment(ctx context.Context, repo, name string) (*Environm
 			e.Tally[d.ID] = s.Tally(ctx, d)
 		}
 	}
-	slices.SortFunc(e.Waiting, func(a, b *store.Deployment) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(e.Waiting, deploy.InLine)
 	ended, err := s.store.Deployments(ctx, store.DeploymentFilter{Repo: repo, Environment: name,
 		States: []string{store.DeploySucceeded, store.DeployFailed, store.DeployCancelled}, Limit: 1})
 	if err != nil {

@@ -189,21 +189,38 @@ func (t Tally) Waiting() string {
 	return s
 }
 
-// Freeze is a freeze window open now.
+// Freeze is a freeze window open now: one of the environment's in the
+// pipeline file, or one an admin set.
 type Freeze struct {
-	Window *spec.Freeze
 	// Since and Until bound the window.
 	Since, Until time.Time
+	Reason       string
+	// SetBy is the admin who set it, and ID its number; both empty for a
+	// window of the pipeline file.
+	SetBy string
+	ID    int64
 }
 
-// Frozen returns the freeze window of environment e open at now, or nil:
-// a window opens each time its cron matches and stays open for its
-// duration. Of several open ones, the one that closes last.
-func Frozen(e *spec.Environment, now time.Time) *Freeze {
-	if e == nil {
-		return nil
-	}
+// Frozen returns the freeze window open at now in environment e, of those
+// its pipeline file declares and the admins' set (those set on its
+// environment), or nil. A window of the file opens each time its cron
+// matches and stays open for its duration. Of several open ones, the one
+// that closes last.
+func Frozen(e *spec.Environment, set []*store.Freeze, now time.Time) *Freeze {
 	var open *Freeze
+	later := func(f *Freeze) {
+		if open == nil || f.Until.After(open.Until) {
+			open = f
+		}
+	}
+	for _, f := range set {
+		if !f.Since.After(now) && f.Until.After(now) {
+			later(&Freeze{Since: f.Since, Until: f.Until, Reason: f.Reason, SetBy: f.CreatedBy, ID: f.ID})
+		}
+	}
+	if e == nil {
+		return open
+	}
 	for _, f := range e.Freeze {
 		sched, err := parseCron(f.Cron)
 		if err != nil || f.Duration <= 0 {
@@ -220,9 +237,7 @@ func Frozen(e *spec.Environment, now time.Time) *Freeze {
 		for n, i := sched.Next(t), 0; !n.IsZero() && !n.After(until) && i < 1000; n, i = sched.Next(n), i+1 {
 			until = n.Add(f.Duration)
 		}
-		if open == nil || until.After(open.Until) {
-			open = &Freeze{Window: f, Since: t, Until: until}
-		}
+		later(&Freeze{Since: t, Until: until, Reason: f.Reason})
 	}
 	return open
 }
@@ -239,8 +254,13 @@ func parseCron(s string) (sched cron.Schedule, err error) {
 // Why says what a freeze holds back, for a message.
 func (f *Freeze) Why(env string) string {
 	s := fmt.Sprintf("%s is frozen until %s", env, f.Until.UTC().Format(time.RFC3339))
-	if f.Window.Reason != "" {
-		s += " (" + f.Window.Reason + ")"
+	switch {
+	case f.SetBy != "" && f.Reason != "":
+		s += fmt.Sprintf(" (%s; freeze %d, set by %s)", f.Reason, f.ID, f.SetBy)
+	case f.SetBy != "":
+		s += fmt.Sprintf(" (freeze %d, set by %s)", f.ID, f.SetBy)
+	case f.Reason != "":
+		s += " (" + f.Reason + ")"
 	}
 	return s
 }

@@ -139,7 +139,7 @@ func TestFrozen(t *testing.T) {
 		{"2026-12-07 08:00", false, ""},
 		{"2026-12-09 12:00", false, ""},
 	} {
-		f := deploy.Frozen(e, at(c.now))
+		f := deploy.Frozen(e, nil, at(c.now))
 		switch {
 		case !c.frozen && f != nil:
 			t.Errorf("Frozen(%s) = until %v, want not frozen", c.now, f.Until)
@@ -147,10 +147,38 @@ func TestFrozen(t *testing.T) {
 			t.Errorf("Frozen(%s) = %+v, want frozen until %s", c.now, f, c.until)
 		}
 	}
-	if f := deploy.Frozen(e, at("2026-12-05 10:00")); f == nil || !strings.Contains(f.Why("weekend"), "(no deploys over the weekend)") {
+	if f := deploy.Frozen(e, nil, at("2026-12-05 10:00")); f == nil || !strings.Contains(f.Why("weekend"), "(no deploys over the weekend)") {
 		t.Errorf("Frozen().Why() = %v, want the reason", f)
 	}
-	if f := deploy.Frozen(plan.Environment(p, "open"), time.Now()); f != nil {
+	if f := deploy.Frozen(plan.Environment(p, "open"), nil, time.Now()); f != nil {
 		t.Errorf("Frozen(no windows) = %+v, want nil", f)
+	}
+}
+
+// TestFrozenByAdmins: an admin's freeze holds while it is open, alone or
+// with the file's windows; of several open, the one that ends last wins,
+// and Why names who set it.
+func TestFrozenByAdmins(t *testing.T) {
+	t.Parallel()
+	p := parse(t, guardedPipeline)
+	fri := time.Date(2026, 12, 4, 10, 0, 0, 0, time.Local) // before the weekend window
+	set := []*store.Freeze{
+		{ID: 3, Since: fri.Add(-time.Hour), Until: fri.Add(2 * time.Hour), Reason: "failover", CreatedBy: "root"},
+		{ID: 4, Since: fri.Add(24 * time.Hour), Until: fri.Add(25 * time.Hour), Reason: "later", CreatedBy: "root"},
+	}
+	f := deploy.Frozen(plan.Environment(p, "open"), set, fri)
+	if f == nil || f.ID != 3 || !f.Until.Equal(fri.Add(2*time.Hour)) {
+		t.Fatalf("Frozen(admin freeze open) = %+v, want freeze 3", f)
+	}
+	if got, want := f.Why("open"), "(failover; freeze 3, set by root)"; !strings.Contains(got, want) {
+		t.Errorf("Why() = %q, want it to say %q", got, want)
+	}
+	if f := deploy.Frozen(nil, set, fri.Add(3*time.Hour)); f != nil {
+		t.Errorf("Frozen(between freezes, no environment in the file) = %+v, want nil", f)
+	}
+	// On Saturday the file's weekend window (until Monday 08:00) outlasts freeze 4.
+	sat := fri.Add(24*time.Hour + 30*time.Minute)
+	if f := deploy.Frozen(plan.Environment(p, "weekend"), set, sat); f == nil || f.SetBy != "" || f.Reason != "no deploys over the weekend" {
+		t.Errorf("Frozen(both open) = %+v, want the file's window, which ends last", f)
 	}
 }

@@ -39,6 +39,12 @@ const (
 	KindPromote = "promote"
 	// KindRollback: gantry rollback, to the release live before.
 	KindRollback = "rollback"
+	// KindAutoRollback: Gantry's own, when a deployment failed its
+	// environment's health check, to the release live before it (see
+	// AutoRollback). It goes ahead of every waiting deployment, and
+	// neither approvals nor freeze windows hold it: it puts back what
+	// was approved and running a moment ago.
+	KindAutoRollback = "auto-rollback"
 )
 
 // Event is what happens to a deployment.
@@ -120,6 +126,36 @@ func Outcome(b *store.Build) (Event, string) {
 	return Fail, reason
 }
 
+// HealthFailed reports whether deployment build b failed its
+// environment's health check: its last step is plan.HealthStep, and it
+// failed.
+func HealthFailed(b *store.Build) bool {
+	for _, j := range b.Jobs {
+		if n := len(j.Steps); n > 0 && j.Steps[n-1].Name == plan.HealthStep && j.Steps[n-1].Status == store.StatusFailure {
+			return true
+		}
+	}
+	return false
+}
+
+// AutoRollback decides where an environment goes back to when deployment
+// failed failed its health check: the release of the newest of its
+// succeeded deployments (newest first), which was live there when failed
+// started. target is 0, with the reason, when there is none to go to: an
+// automatic rollback that fails is not rolled back in turn (a person has
+// to look), nor is a release redeployed over itself.
+func AutoRollback(failed *store.Deployment, succeeded []*store.Deployment) (target int64, why string) {
+	switch {
+	case failed.Kind == KindAutoRollback:
+		return 0, "the automatic rollback failed too: nothing more is tried, a person has to look"
+	case len(succeeded) == 0:
+		return 0, "not rolled back: no release succeeded in " + failed.Environment + " before"
+	case succeeded[0].ReleaseID == failed.ReleaseID:
+		return 0, "not rolled back: " + succeeded[0].Version + " was the release live before too"
+	}
+	return succeeded[0].ReleaseID, ""
+}
+
 // Ready says whether a pending deployment, first in line, may start now,
 // and why not. It is where approvals and freeze windows hold one.
 type Ready func(d *store.Deployment) (ok bool, why string)
@@ -127,7 +163,8 @@ type Ready func(d *store.Deployment) (ok bool, why string)
 // Next decides which of an environment's open deployments (pending or
 // running, in any order) starts now: none while one runs; otherwise the
 // oldest pending one, if ready says so. Deployments start in the order
-// they were asked for: a later one never overtakes an earlier one.
+// they were asked for: a later one never overtakes an earlier one, but
+// for automatic rollbacks, which go first.
 // waiting says why each pending deployment that does not start waits.
 func Next(open []*store.Deployment, ready Ready) (start *store.Deployment, waiting map[int64]string) {
 	waiting = map[int64]string{}
@@ -141,7 +178,7 @@ func Next(open []*store.Deployment, ready Ready) (start *store.Deployment, waiti
 			pending = append(pending, d)
 		}
 	}
-	slices.SortFunc(pending, func(a, b *store.Deployment) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(pending, InLine)
 	for i, d := range pending {
 		switch {
 		case running != nil && i == 0:
@@ -161,6 +198,19 @@ func Next(open []*store.Deployment, ready Ready) (start *store.Deployment, waiti
 		}
 	}
 	return start, waiting
+}
+
+// InLine orders waiting deployments as they will start: automatic
+// rollbacks first, then in the order they were asked for.
+func InLine(a, b *store.Deployment) int {
+	return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a.ID, b.ID))
+}
+
+func rank(d *store.Deployment) int {
+	if d.Kind == KindAutoRollback {
+		return 0
+	}
+	return 1
 }
 
 // ErrRefused: the pipeline's rules do not let that release go to that

@@ -468,6 +468,10 @@ const interpPrefix = "GANTRY_EXPR_"
 func (r *jobRun) runStep(ctx context.Context, idx int, bj backend.Job, base []string, jobEnv map[string]string, sr *StepResult) {
 	j := r.job
 	st := j.Steps[idx]
+	if st.Health != nil {
+		r.runHealth(ctx, idx, bj, base, jobEnv, sr)
+		return
+	}
 	fail := func(reason string) {
 		sr.Status, sr.Reason = Error, reason
 		r.emit(Event{Type: StepFinished, Job: j.Name, Step: sr.Name, StepIndex: idx, Attempt: 1, MaxAttempts: 1, Status: Error, ExitCode: -1, Reason: reason})

@@ -1,6 +1,14 @@
 package plan
 
-import "github.com/gantry-ci/gantry/internal/spec"
+import (
+	"slices"
+
+	"github.com/gantry-ci/gantry/internal/spec"
+)
+
+// HealthStep is the name of a deployment's last step when its
+// environment has a health check: the check.
+const HealthStep = "health"
 
 // DeployJob is the name of the job that deploys to env.
 func DeployJob(env string) string { return "deploy:" + env }
@@ -17,7 +25,9 @@ func Environment(p *spec.Pipeline, name string) *spec.Environment {
 
 // deploy is the plan of a deployment to t.Environment: one job, named by
 // DeployJob, that runs the environment's steps with its runs-on, image,
-// env, secrets and timeout, under the pipeline's env. Concurrency limits
+// env, secrets and timeout, under the pipeline's env, then, when the
+// environment has a health check, a last step named HealthStep that runs
+// it. Concurrency limits
 // do not hold it back: a deployment waits only for the one before it in
 // its environment. An environment the pipeline lacks gives a plan
 // without jobs.
@@ -27,9 +37,13 @@ func deploy(p *spec.Pipeline, t Trigger) *Plan {
 	if e == nil {
 		return pl
 	}
+	steps := e.Steps
+	if e.Health != nil {
+		steps = append(slices.Clip(steps), &spec.Step{Name: HealthStep, Health: e.Health})
+	}
 	pl.Jobs = []*Job{{
 		Name: DeployJob(e.Name), Base: DeployJob(e.Name), RunsOn: e.RunsOn, Image: e.Image,
-		Secrets: e.Secrets, Env: e.Env, Timeout: e.Timeout, Steps: e.Steps,
+		Secrets: e.Secrets, Env: e.Env, Timeout: e.Timeout, Steps: steps,
 	}}
 	return pl
 }

@@ -38,11 +38,11 @@ var Keys = map[string][]string{
 	"step":         {"name", "run", "env", "timeout", "retry", "if", "working-directory"},
 	"service":      {"image", "env", "command", "ready"},
 	"ready":        {"run", "interval", "timeout"},
-	"environment":  {"deploy", "promote-from", "groups", "approvals", "rollout", "freeze", "runs-on", "image", "env", "secrets", "timeout", "url", "steps"},
+	"environment":  {"deploy", "promote-from", "groups", "approvals", "rollout", "health", "freeze", "runs-on", "image", "env", "secrets", "timeout", "url", "steps"},
 	"deploy":       {"branch"},
 	"approvals":    {"required", "groups", "author-may-approve"},
 	"rollout":      {"hosts", "batch", "health"},
-	"health":       {"url", "timeout", "interval", "retries"},
+	"health":       {"url", "run", "timeout", "interval", "successes", "retries"},
 	"freeze":       {"cron", "duration", "reason"},
 }
 
@@ -983,29 +983,14 @@ func (p *parser) environment(name string, k, n *yaml.Node) *Environment {
 				case "batch":
 					e.Rollout.Batch = p.integer(v, w+".batch", 1, 10000)
 				case "health":
-					h := &Health{}
-					e.Rollout.Health = h
-					p.mapping(v, w+".health", "health", func(key string, k, v *yaml.Node) {
-						ww := w + ".health." + key
-						switch key {
-						case "url":
-							h.URL = p.nonEmpty(v, ww)
-						case "timeout":
-							h.Timeout = p.duration(v, ww)
-						case "interval":
-							h.Interval = p.duration(v, ww)
-						case "retries":
-							h.Retries = p.integer(v, ww, 0, 100)
-						}
-					})
-					if v.Kind == yaml.MappingNode && h.URL == "" {
-						p.errorf(v, "%s.health: url is required", w)
-					}
+					e.Rollout.Health = p.health(v, w+".health")
 				}
 			})
 			if v.Kind == yaml.MappingNode && e.Rollout.Hosts == "" {
 				p.errorf(v, "%s: hosts is required", w)
 			}
+		case "health":
+			e.Health = p.health(v, w)
 		case "freeze":
 			if v.Kind != yaml.SequenceNode {
 				p.errorf(v, "%s: want a list of {cron, duration, reason}, got %s", w, kindName(v))
@@ -1051,6 +1036,40 @@ func (p *parser) environment(name string, k, n *yaml.Node) *Environment {
 		p.errorf(k, "%s: no steps: a deployment needs \"steps\" (or a \"rollout\")", what)
 	}
 	return e
+}
+
+// health parses a health check: a url or a command to run, with the
+// defaults of the Health* constants for what it leaves out.
+func (p *parser) health(n *yaml.Node, what string) *Health {
+	h := &Health{Timeout: HealthTimeout, Interval: HealthInterval, Successes: HealthSuccesses, Retries: HealthRetries}
+	p.mapping(n, what, "health", func(key string, k, v *yaml.Node) {
+		w := what + "." + key
+		switch key {
+		case "url":
+			h.URL = p.nonEmpty(v, w)
+			p.template(v, w, h.URL)
+		case "run":
+			h.Run = p.nonEmpty(v, w)
+			p.template(v, w, h.Run)
+		case "timeout":
+			h.Timeout = p.duration(v, w)
+		case "interval":
+			h.Interval = p.duration(v, w)
+		case "successes":
+			h.Successes = p.integer(v, w, 1, 100)
+		case "retries":
+			h.Retries = p.integer(v, w, 0, 100)
+		}
+	})
+	if n.Kind == yaml.MappingNode {
+		switch {
+		case h.URL == "" && h.Run == "":
+			p.errorf(n, "%s: url or run is required", what)
+		case h.URL != "" && h.Run != "":
+			p.errorf(n, "%s: url and run are both set: a check is one or the other", what)
+		}
+	}
+	return h
 }
 
 // checkNeeds reports needs on missing jobs and cycles in the needs graph.

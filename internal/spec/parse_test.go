@@ -362,7 +362,7 @@ jobs:
 						Groups:      []string{"releasers"},
 						Approvals:   &spec.Approvals{Required: 2, Groups: []string{"releasers", "sre"}, AuthorMayApprove: true},
 						Rollout: &spec.Rollout{Hosts: "web", Batch: 3, Health: &spec.Health{
-							URL: "http://{host}:8080/healthz", Timeout: 5 * time.Second, Interval: 10 * time.Second, Retries: 3,
+							URL: "http://{host}:8080/healthz", Timeout: 5 * time.Second, Interval: 10 * time.Second, Successes: 3, Retries: 3,
 						}},
 						Freeze: []*spec.Freeze{{Cron: "0 16 * * 5", Duration: 64 * time.Hour, Reason: "no deploys over the weekend"}},
 					},
@@ -787,7 +787,7 @@ environments:
 				`p.yml:15:14: environment "e": deploy: unknown key "branches"; did you mean "branch"?`,
 				`p.yml:16:17: environment "e": approvals: unknown key "count" (known: required, groups, author-may-approve)`,
 				`p.yml:19:7: environment "e": rollout: unknown key "batches"; did you mean "batch"?`,
-				`p.yml:20:24: environment "e": rollout.health: unknown key "retry" (known: url, timeout, interval, retries)`,
+				`p.yml:20:24: environment "e": rollout.health: unknown key "retry" (known: url, run, timeout, interval, successes, retries)`,
 				`p.yml:22:43: environment "e": freeze[0]: unknown key "why" (known: cron, duration, reason)`,
 			},
 		},
@@ -1393,6 +1393,9 @@ jobs:
       batch: 0
       health: {timeout: 1s, retries: 1000}
   noop: nothing
+  checked:
+    steps: [x]
+    health: {url: "http://x/${{ bad", run: ./check, timeout: 0s, successes: 0}
 `,
 			want: []string{
 				`p.yml:3:3: environment "prod": deploy.branch and promote-from exclude each other: a release comes here either from a branch or from "staging"`,
@@ -1402,9 +1405,13 @@ jobs:
 				`p.yml:10:52: environment "bare": approvals.author-may-approve: want true or false, got "yes"`,
 				`p.yml:12:7: environment "bare": rollout: hosts is required`,
 				`p.yml:12:14: environment "bare": rollout.batch: want a whole number from 1 to 10000, got "0"`,
-				`p.yml:13:15: environment "bare": rollout.health: url is required`,
+				`p.yml:13:15: environment "bare": rollout.health: url or run is required`,
 				`p.yml:13:38: environment "bare": rollout.health.retries: want a whole number from 0 to 100, got "1000"`,
 				`p.yml:14:9: environment "noop": want a mapping, got "nothing"`,
+				`p.yml:17:13: environment "checked": health: url and run are both set: a check is one or the other`,
+				`p.yml:17:19: environment "checked": health.url: expression "${{ bad": unterminated ${{: missing }}`,
+				`p.yml:17:62: environment "checked": health.timeout: invalid duration "0s": want a positive duration such as 30s, 10m or 1h30m`,
+				`p.yml:17:77: environment "checked": health.successes: want a whole number from 1 to 100, got "0"`,
 			},
 		},
 	}

@@ -310,7 +310,7 @@ func TestSchemaAndParseRejectInvalid(t *testing.T) {
 		{"environment without steps", "jobs: {a: {steps: [x]}}\nenvironments: {p: {url: https://x}}", "no steps"},
 		{"rollout without hosts", "jobs: {a: {steps: [x]}}\nenvironments: {p: {rollout: {batch: 2}}}", "hosts is required"},
 		{"batch zero", "jobs: {a: {steps: [x]}}\nenvironments: {p: {rollout: {hosts: web, batch: 0}}}", "from 1 to 10000"},
-		{"health without url", "jobs: {a: {steps: [x]}}\nenvironments: {p: {rollout: {hosts: web, health: {retries: 3}}}}", "url is required"},
+		{"health without url", "jobs: {a: {steps: [x]}}\nenvironments: {p: {rollout: {hosts: web, health: {retries: 3}}}}", "url or run is required"},
 		{"required 101", "jobs: {a: {steps: [x]}}\nenvironments: {p: {approvals: {required: 101}, steps: [x]}}", "from 0 to 100"},
 		{"author-may-approve yes", "jobs: {a: {steps: [x]}}\nenvironments: {p: {approvals: {author-may-approve: yes}, steps: [x]}}", "want true or false"},
 		{"freeze without duration", "jobs: {a: {steps: [x]}}\nenvironments: {p: {freeze: [{cron: '0 0 * * 6'}], steps: [x]}}", "both required"},

@@ -148,6 +148,9 @@ type Step struct {
 	IfPos Pos
 	// WorkingDirectory is relative to the workspace.
 	WorkingDirectory string
+	// Health, on the step a deployment adds after an environment's steps,
+	// makes it a health check instead of a script (Run is empty).
+	Health *Health
 }
 
 // DisplayName is the step's name, or its first line of script.
@@ -218,14 +221,17 @@ type Environment struct {
 	Groups    []string
 	Approvals *Approvals
 	Rollout   *Rollout
-	Freeze    []*Freeze
-	RunsOn    []string
-	Image     string
-	Env       map[string]string
-	Secrets   []string
-	Timeout   time.Duration
-	URL       string
-	Steps     []*Step
+	// Health, when set, is checked after the steps; a deployment whose
+	// check fails is rolled back to the release live before it.
+	Health  *Health
+	Freeze  []*Freeze
+	RunsOn  []string
+	Image   string
+	Env     map[string]string
+	Secrets []string
+	Timeout time.Duration
+	URL     string
+	Steps   []*Step
 }
 
 // Approvals says who must approve a deployment before it starts.
@@ -242,13 +248,27 @@ type Rollout struct {
 	Health *Health
 }
 
-// Health is a rollout's health check.
+// Health is a health check, of an environment after its steps or of each
+// host of a rollout: an HTTP GET of URL (any 2xx passes) or the command
+// Run (exit code 0 passes), each try bounded by Timeout and Interval
+// apart. It passes once Successes tries in a row passed, and fails once
+// more than Retries tries failed.
 type Health struct {
-	URL      string
-	Timeout  time.Duration
-	Interval time.Duration
-	Retries  int
+	URL       string
+	Run       string
+	Timeout   time.Duration
+	Interval  time.Duration
+	Successes int
+	Retries   int
 }
+
+// The defaults of a health check's keys.
+const (
+	HealthTimeout   = 5 * time.Second
+	HealthInterval  = 2 * time.Second
+	HealthSuccesses = 3
+	HealthRetries   = 3
+)
 
 // Freeze is a window during which nothing is deployed: it opens at each time
 // Cron matches and lasts Duration.

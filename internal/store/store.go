@@ -365,6 +365,8 @@ type Store interface {
 	Releases
 	// Decisions is in approval.go.
 	Decisions
+	// Freezes is in freeze.go.
+	Freezes
 
 	// Close releases the store's resources.
 	Close() error

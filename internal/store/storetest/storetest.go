@@ -100,6 +100,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, outboxTests...)
 	tests = append(tests, releaseTests...)
 	tests = append(tests, decisionTests...)
+	tests = append(tests, freezeTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
