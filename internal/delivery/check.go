@@ -58,3 +58,25 @@ func (s *Service) Rules(ctx context.Context, repo string) (*spec.Pipeline, error
 	}
 	return s.pipeline(ctx, rels[0])
 }
+
+// RollbackTo returns the release a rollback of environment env of repo
+// would go back to now, as Rollback picks it; nil when there is none.
+func (s *Service) RollbackTo(ctx context.Context, repo, env string) (*store.Release, error) {
+	_, _, target, ok, err := s.rollbackTarget(ctx, repo, env)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return s.store.ReleaseByID(ctx, target)
+}
+
+// rollbackTarget reads env's succeeded deployments, newest first, and
+// picks from them with deploy.RollbackTarget.
+func (s *Service) rollbackTarget(ctx context.Context, repo, env string) (succeeded []*store.Deployment, current, target int64, ok bool, err error) {
+	succeeded, err = s.store.Deployments(ctx, store.DeploymentFilter{Repo: repo, Environment: env,
+		States: []string{store.DeploySucceeded}, Limit: 1000})
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	current, target, ok = deploy.RollbackTarget(succeeded)
+	return succeeded, current, target, ok, nil
+}

@@ -11,8 +11,8 @@ import (
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
-// TestChecks: Rules reads the pipeline of the newest release; MayDecide
-// and MayRequest answer what Decide and Deploy
+// TestChecks: Rules reads the pipeline of the newest release; MayDecide,
+// MayRequest and RollbackTo answer what Decide and Deploy
 // would, and change nothing.
 func TestChecks(t *testing.T) {
 	t.Parallel()
@@ -39,6 +39,9 @@ func TestChecks(t *testing.T) {
 	}
 	if g := e.envs()["guarded"]; len(g.Waiting) != 1 || len(e.started) != 0 {
 		t.Errorf("after the checks guarded = %+v, %d started; want it still waiting", g, len(e.started))
+	}
+	if rel, err := e.svc.RollbackTo(e.ctx, "acme/app", "guarded"); rel != nil || err != nil {
+		t.Errorf("RollbackTo(nothing deployed yet) = %+v, %v; want nil, nil", rel, err)
 	}
 	if err := e.svc.MayRequest(e.ctx, "acme/app", "staging", delivery.Actor{Name: "bob"}); err != nil {
 		t.Errorf("MayRequest(staging) = %v, want nil", err)
