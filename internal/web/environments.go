@@ -146,11 +146,6 @@ func rowOf(d *store.Deployment, t deploy.Tally) *deployRow {
 	return &deployRow{D: d, State: v.State, Approvals: approvalsText(t)}
 }
 
-// actor is who a session acts for, to package delivery.
-func actorOf(s *session) delivery.Actor {
-	return delivery.Actor{Name: s.id.User(), Admin: s.id.Admin()}
-}
-
 // explain is the text of a refusal shown beside a missing button: to a
 // user who has the role, why not; to one who has not, nothing.
 func explain(s *session, repo string, err error) string {
@@ -218,8 +213,12 @@ func (h *Handler) envsView(ctx context.Context, s *session, rp *store.Repo) (*en
 				if from := live[v.PromoteFrom]; v.PromoteFrom != "" && from != nil && !headed(e, from.ReleaseID) {
 					v.Promote = from.Version
 				}
-				if v.RollbackTo, err = h.rollbackTarget(ctx, rp.Name, e.Name); err != nil {
+				rel, err := svc.RollbackTo(ctx, rp.Name, e.Name)
+				if err != nil {
 					return nil, err
+				}
+				if rel != nil {
+					v.RollbackTo = rel.Version
 				}
 			}
 		}
@@ -251,27 +250,6 @@ func headed(e *delivery.Environment, release int64) bool {
 		}
 	}
 	return false
-}
-
-// rollbackTarget is the version a rollback of env would return to, as
-// delivery.Service.Rollback picks it (deploy.RollbackTarget over the same
-// deployments); "" when there is none.
-func (h *Handler) rollbackTarget(ctx context.Context, repo, env string) (string, error) {
-	succeeded, err := h.Store.Deployments(ctx, store.DeploymentFilter{Repo: repo, Environment: env,
-		States: []string{store.DeploySucceeded}, Limit: 1000})
-	if err != nil {
-		return "", err
-	}
-	_, target, ok := deploy.RollbackTarget(succeeded)
-	if !ok {
-		return "", nil
-	}
-	for _, x := range succeeded {
-		if x.ReleaseID == target {
-			return x.Version, nil
-		}
-	}
-	return "", nil
 }
 
 // matrix fills in the releases x environments table: the newest releases,
