@@ -50,17 +50,7 @@ jobs:
 	if done := srv.waitBuild(bd.ID, 2*time.Minute); done.Status != "success" {
 		b.Fatalf("build = %s, want success", done.Status)
 	}
-	url := fmt.Sprintf("/builds/%d", bd.ID)
-	var fcp, load []float64
-	b.ResetTimer()
-	for range b.N {
-		p.open("/healthz") // leave the page, so each open is a fresh one
-		p.open(url)
-		p.waitFor("first paint", `performance.getEntriesByName("first-contentful-paint").length > 0`, 10*time.Second)
-		fcp = append(fcp, evalJS[float64](p, `performance.getEntriesByName("first-contentful-paint")[0].startTime`))
-		load = append(load, evalJS[float64](p, `performance.getEntriesByType("navigation")[0].loadEventEnd`))
-	}
-	b.StopTimer()
+	fcp, load := firstPaints(b, p, fmt.Sprintf("/builds/%d", bd.ID))
 	if n := p.count("#log-lines .l"); n != 1000 {
 		b.Errorf("the page shows %d lines, want the last 1000", n)
 	}
@@ -126,10 +116,83 @@ jobs:
 	b.ReportMetric(lat[len(lat)-1], "max-ms")
 }
 
+// firstPaints opens url b.N times, each a fresh page, and returns each
+// time's first contentful paint and load event, in ms from the start of
+// the navigation; only the openings are timed.
+func firstPaints(b *testing.B, p *page, url string) (fcp, load []float64) {
+	b.Helper()
+	b.ResetTimer()
+	for range b.N {
+		p.open("/healthz") // leave the page, so each open is a fresh one
+		p.open(url)
+		p.waitFor("first paint", `performance.getEntriesByName("first-contentful-paint").length > 0`, 10*time.Second)
+		fcp = append(fcp, evalJS[float64](p, `performance.getEntriesByName("first-contentful-paint")[0].startTime`))
+		load = append(load, evalJS[float64](p, `performance.getEntriesByType("navigation")[0].loadEventEnd`))
+	}
+	b.StopTimer()
+	return fcp, load
+}
+
 func mean(xs []float64) float64 {
 	var s float64
 	for _, x := range xs {
 		s += x
 	}
 	return s / float64(len(xs))
+}
+
+// BenchmarkWebEnvironments200Releases opens the environments page of a
+// repo with 200 releases, each deployed to staging by itself, and reports
+// the browser's first contentful paint (fcp-ms) and load event (load-ms),
+// as BenchmarkWebBuildPage100kLines does.
+func BenchmarkWebEnvironments200Releases(b *testing.B) {
+	srv, p := benchSetup(b, `
+jobs:
+  build:
+    steps: ["true"]
+environments:
+  staging:
+    deploy: {branch: main}
+    steps: ["true"]
+  production:
+    promote-from: staging
+    approvals: {required: 1, author-may-approve: true}
+    steps: ["true"]
+`)
+	ctx := context.Background()
+	c := srv.client()
+	var last int64
+	for range 200 {
+		bd, err := c.Trigger(ctx, "acme/bench", api.Trigger{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		last = bd.ID
+	}
+	srv.waitBuild(last, 5*time.Minute)
+	waitFor(b, 10*time.Minute, "200 releases deployed to staging", func() bool {
+		ds, err := c.Deployments(ctx, "acme/bench", "staging", 1000)
+		if err != nil || len(ds) < 200 {
+			return false
+		}
+		for _, d := range ds {
+			if d.State != "succeeded" {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := c.Promote(ctx, api.PromoteRequest{Repo: "acme/bench", From: "staging", To: "production"}); err != nil {
+		b.Fatal(err)
+	}
+	fcp, load := firstPaints(b, p, "/environments/acme/bench")
+	if n := p.count("table.matrix tbody tr"); n != 20 {
+		b.Errorf("the matrix shows %d releases, want the newest 20", n)
+	}
+	if n := p.count("form.decide"); n != 1 {
+		b.Errorf("the admin sees %d approval forms, want the production deployment's", n)
+	}
+	b.ReportMetric(mean(fcp), "fcp-ms")
+	b.ReportMetric(slices.Max(fcp), "max-fcp-ms")
+	b.ReportMetric(mean(load), "load-ms")
 }

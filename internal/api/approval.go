@@ -87,13 +87,13 @@ func deliveryActor(r *http.Request, overrideFreeze bool) (delivery.Actor, error)
 }
 
 // registerApprovals mounts approving, rejecting and withdrawing a
-// deployment: the developer role on its repo lets a request in; package
-// deploy then says whether this person may decide on it (or, to
-// withdraw it, deploy there).
-func (h *Handler) registerApprovals(mux *http.ServeMux, developer func(scope) rule) {
-	h.route(mux, "POST /api/v1/deployments/{id}/approve", developer(deploymentPath), h.decide(store.VerdictApprove))
-	h.route(mux, "POST /api/v1/deployments/{id}/reject", developer(deploymentPath), h.decide(store.VerdictReject))
-	h.route(mux, "POST /api/v1/deployments/{id}/withdraw", developer(deploymentPath), h.withdraw)
+// deployment: the deliveryRole on its repo lets a request in; package
+// deploy then says whether this person may decide on it (or, to withdraw
+// it, deploy there).
+func (h *Handler) registerApprovals(mux *http.ServeMux) {
+	h.route(mux, "POST /api/v1/deployments/{id}/approve", rule{deliveryRole, deploymentPath}, h.decide(store.VerdictApprove))
+	h.route(mux, "POST /api/v1/deployments/{id}/reject", rule{deliveryRole, deploymentPath}, h.decide(store.VerdictReject))
+	h.route(mux, "POST /api/v1/deployments/{id}/withdraw", rule{deliveryRole, deploymentPath}, h.withdraw)
 }
 
 // withdraw ends a deployment that has not started; the reason is the
@@ -125,24 +125,35 @@ func (h *Handler) decide(verdict string) func(w http.ResponseWriter, r *http.Req
 		if err := readJSON(r, &in); err != nil {
 			return err
 		}
-		if err := CheckReason(in.Comment); err != nil {
-			return badRequestf("comment: %v", err)
-		}
-		if verdict == store.VerdictReject && in.Comment == "" {
-			return badRequestf("a rejection needs a comment that says why (--comment C)")
-		}
-		who := identityOf(r.Context())
-		d, err := h.Delivery.Decide(r.Context(), id, delivery.Actor{Name: who.User, Admin: who.Admin}, verdict, in.Comment)
+		d, err := h.decideOn(r, id, verdict, in.Comment)
 		if err != nil {
-			return err
-		}
-		detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
-		if in.Comment != "" {
-			detail["comment"] = in.Comment
-		}
-		if err := h.audit(r, "deployment."+verdict, "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
 			return err
 		}
 		return WriteJSON(w, http.StatusOK, withTally(DeploymentOf(d, ""), h.Delivery.Tally(r.Context(), d)))
 	}
+}
+
+// decideOn approves or rejects deployment id for the request's identity,
+// whose role on the repo has been checked, and records it in the audit
+// log.
+func (h *Handler) decideOn(r *http.Request, id int64, verdict, comment string) (*store.Deployment, error) {
+	if err := CheckReason(comment); err != nil {
+		return nil, badRequestf("comment: %v", err)
+	}
+	if verdict == store.VerdictReject && comment == "" {
+		return nil, badRequestf("a rejection needs a comment that says why (--comment C)")
+	}
+	who := identityOf(r.Context())
+	d, err := h.Delivery.Decide(r.Context(), id, delivery.Actor{Name: who.User, Admin: who.Admin}, verdict, comment)
+	if err != nil {
+		return nil, err
+	}
+	detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
+	if comment != "" {
+		detail["comment"] = comment
+	}
+	if err := h.audit(r, "deployment."+verdict, "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
+		return nil, err
+	}
+	return d, nil
 }

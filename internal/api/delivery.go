@@ -135,12 +135,17 @@ func ReleaseOf(r *store.Release) Release {
 	return out
 }
 
+// deliveryRole is the least role on a repo that lets a request ask for a
+// deployment, a promotion or a rollback there, or approve or reject one;
+// an environment's groups and approvals narrow it further (package deploy
+// decides; a refusal is 403 with what was missing). The web UI's forms
+// are held to the same role through Handler.Decide, Promote and Rollback.
+const deliveryRole = store.RoleDeveloper
+
 // registerDelivery mounts releases, environments and deployments. Reading
-// them needs the viewer role on the repo; asking for a deployment, a
-// promotion or a rollback, or approving or rejecting one, the developer
-// role, which an environment's groups and approvals narrow further
-// (package deploy decides; a refusal is 403 with what was missing).
-func (h *Handler) registerDelivery(mux *http.ServeMux, viewer, developer func(scope) rule) {
+// them needs the viewer role on the repo; changing them, deliveryRole.
+func (h *Handler) registerDelivery(mux *http.ServeMux, viewer func(scope) rule) {
+	developer := func(s scope) rule { return rule{deliveryRole, s} }
 	h.route(mux, "GET /api/v1/releases", viewer(repoQuery), h.listReleases)
 	h.route(mux, "GET /api/v1/releases/{version...}", viewer(repoQuery), h.getRelease)
 	h.route(mux, "GET /api/v1/environments", viewer(repoQuery), h.listEnvironments)
@@ -148,7 +153,7 @@ func (h *Handler) registerDelivery(mux *http.ServeMux, viewer, developer func(sc
 	h.route(mux, "POST /api/v1/deployments", developer(repoBody), h.deploy)
 	h.route(mux, "POST /api/v1/promotions", developer(repoBody), h.promote)
 	h.route(mux, "POST /api/v1/rollbacks", developer(repoBody), h.rollback)
-	h.registerApprovals(mux, developer)
+	h.registerApprovals(mux)
 }
 
 // queryRepo is the ?repo= of a delivery listing, which must name a repo
@@ -273,10 +278,10 @@ func validVersion(v string, required bool) error {
 	return nil
 }
 
-// answerDeployment records the request for a deployment in the audit log
-// (deployment.deploy, .promote or .rollback), then answers with the
-// deployment as it is now, and why it waits if it does.
-func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, r *http.Request, d *store.Deployment, overrode bool) error {
+// recordDeployment records the request for a deployment in the audit log
+// (deployment.deploy, .promote or .rollback, and .override-freeze when it
+// overrode a freeze window).
+func (h *Handler) recordDeployment(r *http.Request, d *store.Deployment, overrode bool) error {
 	detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
 	if d.BuildID != 0 {
 		detail["build"] = strconv.FormatInt(d.BuildID, 10)
@@ -290,6 +295,12 @@ func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, r
 			return err
 		}
 	}
+	return nil
+}
+
+// answerDeployment answers with a requested deployment as it is now, and
+// why it waits if it does.
+func (h *Handler) answerDeployment(ctx context.Context, w http.ResponseWriter, d *store.Deployment) error {
 	waiting := ""
 	if d.State == store.DeployPending {
 		if envs, err := h.Delivery.Environments(ctx, d.Repo); err == nil {
@@ -323,7 +334,10 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.answerDeployment(r.Context(), w, r, d, in.OverrideFreeze)
+	if err := h.recordDeployment(r, d, in.OverrideFreeze); err != nil {
+		return err
+	}
+	return h.answerDeployment(r.Context(), w, d)
 }
 
 func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
@@ -331,24 +345,34 @@ func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	if err := validEnv("from", in.From); err != nil {
+	d, err := h.promoteAs(r, in)
+	if err != nil {
 		return err
+	}
+	return h.answerDeployment(r.Context(), w, d)
+}
+
+// promoteAs asks for a promotion for the request's identity, whose role on
+// the repo has been checked, and records it.
+func (h *Handler) promoteAs(r *http.Request, in PromoteRequest) (*store.Deployment, error) {
+	if err := validEnv("from", in.From); err != nil {
+		return nil, err
 	}
 	if err := validEnv("to", in.To); err != nil {
-		return err
+		return nil, err
 	}
 	if err := validVersion(in.Release, false); err != nil {
-		return err
+		return nil, err
 	}
 	by, err := deliveryActor(r, in.OverrideFreeze)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := h.Delivery.Promote(r.Context(), in.Repo, in.From, in.To, in.Release, by)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return h.answerDeployment(r.Context(), w, r, d, in.OverrideFreeze)
+	return d, h.recordDeployment(r, d, in.OverrideFreeze)
 }
 
 func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
@@ -356,16 +380,26 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	if err := validEnv("environment", in.Environment); err != nil {
+	d, err := h.rollbackAs(r, in)
+	if err != nil {
 		return err
+	}
+	return h.answerDeployment(r.Context(), w, d)
+}
+
+// rollbackAs asks for a rollback for the request's identity, whose role on
+// the repo has been checked, and records it.
+func (h *Handler) rollbackAs(r *http.Request, in RollbackRequest) (*store.Deployment, error) {
+	if err := validEnv("environment", in.Environment); err != nil {
+		return nil, err
 	}
 	by, err := deliveryActor(r, in.OverrideFreeze)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := h.Delivery.Rollback(r.Context(), in.Repo, in.Environment, by)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return h.answerDeployment(r.Context(), w, r, d, in.OverrideFreeze)
+	return d, h.recordDeployment(r, d, in.OverrideFreeze)
 }

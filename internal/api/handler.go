@@ -120,7 +120,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET /badge/{repo...}", h.handle(h.badge))
 	h.registerUsers(mux)
 	h.registerArtifacts(mux, viewer)
-	h.registerDelivery(mux, viewer, developer)
+	h.registerDelivery(mux, viewer)
 	h.registerFreezes(mux, viewer, admin)
 	// What agents call, with agent tokens.
 	h.registerAgents(mux)

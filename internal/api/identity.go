@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gantry-ci/gantry/internal/delivery"
 	"github.com/gantry-ci/gantry/internal/store"
 )
 
@@ -87,5 +88,66 @@ func actor(id *identity) string {
 // actor, address, reason header and failure rule (an error means the act
 // was done but not recorded).
 func (h *Handler) Audit(r *http.Request, i *Identity, action, object string, detail map[string]string) error {
-	return h.audit(r.WithContext(context.WithValue(r.Context(), identityKey{}, i.id)), action, object, detail)
+	return h.audit(i.on(r), action, object, detail)
+}
+
+// on returns r acting for i, as an API request does once its token is
+// checked.
+func (i *Identity) on(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), identityKey{}, i.id))
+}
+
+// Decide approves (store.VerdictApprove) or rejects (VerdictReject)
+// deployment id for i, as POST /api/v1/deployments/{id}/approve and
+// /reject do: the same role rule, the same checks of package deploy, the
+// same audit entry. A rejection needs a comment.
+func (h *Handler) Decide(r *http.Request, i *Identity, id int64, verdict, comment string) (*store.Deployment, error) {
+	if verdict != store.VerdictApprove && verdict != store.VerdictReject {
+		return nil, badRequestf("verdict %q: want %s or %s", verdict, store.VerdictApprove, store.VerdictReject)
+	}
+	d, err := h.Store.Deployment(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.Need(deliveryRole, d.Repo); err != nil {
+		return nil, err
+	}
+	return h.decideOn(i.on(r), id, verdict, comment)
+}
+
+// Promote asks for a promotion for i, as POST /api/v1/promotions does.
+func (h *Handler) Promote(r *http.Request, i *Identity, in PromoteRequest) (*store.Deployment, error) {
+	if err := i.Need(deliveryRole, in.Repo); err != nil {
+		return nil, err
+	}
+	return h.promoteAs(i.on(r), in)
+}
+
+// Rollback asks for a rollback for i, as POST /api/v1/rollbacks does.
+func (h *Handler) Rollback(r *http.Request, i *Identity, in RollbackRequest) (*store.Deployment, error) {
+	if err := i.Need(deliveryRole, in.Repo); err != nil {
+		return nil, err
+	}
+	return h.rollbackAs(i.on(r), in)
+}
+
+// MayDecide returns nil when i may approve or reject deployment d now,
+// else the error Decide would refuse with; it changes nothing. A page
+// shows its Approve and Reject buttons only on nil.
+func (h *Handler) MayDecide(ctx context.Context, i *Identity, d *store.Deployment) error {
+	if err := i.Need(deliveryRole, d.Repo); err != nil {
+		return err
+	}
+	return h.Delivery.MayDecide(ctx, d, delivery.Actor{Name: i.User(), Admin: i.Admin()})
+}
+
+// MayRequest returns nil when i may ask now for a deployment, a promotion
+// or a rollback to environment env of repo, else the error Promote or
+// Rollback would refuse with for who i is (role, the environment's
+// groups) or when (a freeze window); it changes nothing.
+func (h *Handler) MayRequest(ctx context.Context, i *Identity, repo, env string) error {
+	if err := i.Need(deliveryRole, repo); err != nil {
+		return err
+	}
+	return h.Delivery.MayRequest(ctx, repo, env, delivery.Actor{Name: i.User(), Admin: i.Admin()})
 }

@@ -168,15 +168,7 @@ func (s *Service) Decide(ctx context.Context, id int64, by Actor, verdict, comme
 	if err != nil {
 		return nil, err
 	}
-	e, rel, decs, err := s.gate(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	who, err := s.person(ctx, by.Name, by.Admin)
-	if err != nil {
-		return nil, err
-	}
-	if err := deploy.MayDecide(deploy.Ballot{Environment: e, Deployment: d, Authors: rel.Authors, Decisions: decs}, who); err != nil {
+	if err := s.MayDecide(ctx, d, by); err != nil {
 		return nil, err
 	}
 	if err := s.store.AddDecision(ctx, &store.Decision{DeploymentID: id, User: by.Name, Verdict: verdict, Comment: comment}); err != nil {

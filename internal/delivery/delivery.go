@@ -357,12 +357,10 @@ func (s *Service) Rollback(ctx context.Context, repo, env string, by Actor) (*st
 	if _, err := s.store.Repo(ctx, repo); err != nil {
 		return nil, err
 	}
-	succeeded, err := s.store.Deployments(ctx, store.DeploymentFilter{Repo: repo, Environment: env,
-		States: []string{store.DeploySucceeded}, Limit: 1000})
+	succeeded, current, target, ok, err := s.rollbackTarget(ctx, repo, env)
 	if err != nil {
 		return nil, err
 	}
-	current, target, ok := deploy.RollbackTarget(succeeded)
 	if !ok {
 		if current == 0 {
 			return nil, fmt.Errorf("%w: nothing has been deployed to %s of %s: nothing to roll back", deploy.ErrRefused, env, repo)

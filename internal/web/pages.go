@@ -2,6 +2,7 @@ package web
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -118,18 +119,30 @@ type agentRow struct {
 	LastSeen    time.Time
 }
 
+// visibleRepos returns the repos the user may view.
+func (h *Handler) visibleRepos(ctx context.Context, s *session) ([]*store.Repo, error) {
+	repos, err := h.Store.Repos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := repos[:0]
+	for _, rp := range repos {
+		if s.id.Can(store.RoleViewer, rp.Name) {
+			out = append(out, rp)
+		}
+	}
+	return out, nil
+}
+
 func (h *Handler) dashboard(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := r.Context()
 	d := dashboardData{base: baseOf(s, "Dashboard", "/")}
 	d.Live = "/events"
-	repos, err := h.Store.Repos(ctx)
+	repos, err := h.visibleRepos(ctx, s)
 	if err != nil {
 		return err
 	}
 	for _, rp := range repos {
-		if !s.id.Can(store.RoleViewer, rp.Name) {
-			continue
-		}
 		row := repoRow{Repo: rp}
 		latest, err := h.Store.Builds(ctx, store.BuildFilter{Repo: rp.Name, Limit: 5})
 		if err != nil {

@@ -10,8 +10,9 @@
 // when the API would let them make the call. The package keeps no state of
 // its own but the sessions, which live in the store.
 //
-// It does not serve the deployment pages yet; the navigation has their
-// slot.
+// The environments page shows what runs where, what waits and why, and
+// lets those allowed approve, reject, promote and roll back, through the
+// same calls as the API (api.Handler.Decide, Promote, Rollback).
 package web
 
 import (
@@ -66,12 +67,11 @@ type navItem struct {
 	Name, Href string
 }
 
-// nav is the navigation bar; adminNav is added to it for admins. The
-// deployment (environments) page takes its slot when it comes.
+// nav is the navigation bar; adminNav is added to it for admins.
 var (
 	nav = []navItem{
 		{"Dashboard", "/"},
-		// {"Environments", "/environments"},
+		{"Environments", "/environments"},
 	}
 	adminNav = []navItem{{"Audit", "/audit"}}
 )
@@ -109,6 +109,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("POST /builds/{id}/retry", h.page(h.retry))
 	mux.Handle("GET /events", h.page(h.events))
 	mux.Handle("GET /audit", h.page(h.audit))
+	mux.Handle("GET /environments", h.page(h.environmentsIndex))
+	mux.Handle("GET /environments/{repo...}", h.page(h.environments))
+	mux.Handle("POST /deployments/{id}/approve", h.page(h.decide(store.VerdictApprove)))
+	mux.Handle("POST /deployments/{id}/reject", h.page(h.decide(store.VerdictReject)))
+	mux.Handle("POST /promote", h.page(h.promote))
+	mux.Handle("POST /rollback", h.page(h.rollback))
 }
 
 // parse reads every page's template with the layout, once.
@@ -130,12 +136,14 @@ func (h *Handler) parse() {
 		"short":  short,
 		"exit":   exitCode,
 		"iso":    func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"envs":   envsPath,
+		"by":     requestedBy,
 		"stepname": func(j *store.Job, i int) string {
 			return fmt.Sprintf("%d: %s", i+1, stepName(j, i))
 		},
 	}
 	h.pages = map[string]*template.Template{}
-	for _, page := range []string{"signin", "dashboard", "repo", "build", "audit", "error"} {
+	for _, page := range []string{"signin", "dashboard", "repo", "build", "audit", "error", "environments", "envindex"} {
 		h.pages[page] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html"))
 	}
 }
@@ -151,6 +159,9 @@ type base struct {
 	Active string
 	// Live is the Server-Sent Events URL that makes this page live.
 	Live string
+	// Self is the URL a live page re-reads itself from, when it is not
+	// the page's own (a form's answer).
+	Self string
 }
 
 // render executes a page's template (or one of its named fragments) into

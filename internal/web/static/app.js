@@ -1,6 +1,6 @@
 // Gantry web UI: makes pages live. Every page works without it; it only
-// follows builds and logs over Server-Sent Events and loads earlier log
-// lines in place.
+// follows builds, deployments and logs over Server-Sent Events and loads
+// earlier log lines in place.
 (function () {
   'use strict';
   var maxLines = 20000; // lines kept in a followed log; the raw log has all
@@ -55,28 +55,55 @@
     return;
   }
 
-  // The dashboard and repo pages: reload their content when a build
-  // changes, at most once a second.
+  // The dashboard, repo and environments pages: reload their content
+  // when a build (a deployment's too) changes, at most once a second,
+  // keeping what the user typed, where the focus was, and a refusal shown.
   var main = document.getElementById('main');
   if (main && main.dataset.live) {
-    var pending = false, last = 0;
+    // A change heard while the page is being read again may not be in
+    // what is read: it gets one more reading after this one.
+    var timer = null, reading = false, again = false, last = 0;
+    var schedule = function () {
+      if (reading) { again = true; return; }
+      if (timer) { return; }
+      timer = setTimeout(refresh, Math.max(0, 1000 - (Date.now() - last)));
+    };
     var refresh = function () {
-      fetch(location.href, { credentials: 'same-origin' }).then(function (r) {
+      timer = null;
+      reading = true;
+      fetch(main.dataset.self || location.href, { credentials: 'same-origin' }).then(function (r) {
         if (!r.ok || r.redirected) { throw new Error(r.status); }
         return r.text();
       }).then(function (html) {
         var doc = new DOMParser().parseFromString(html, 'text/html');
         var fresh = doc.getElementById('main');
+        if (!fresh) { return; }
         var focused = document.activeElement && document.activeElement.id;
-        if (fresh) { main.innerHTML = fresh.innerHTML; }
+        var typed = {};
+        main.querySelectorAll('textarea[id], input[id]').forEach(function (el) {
+          if (el.value !== el.defaultValue) { typed[el.id] = el.value; }
+        });
+        var refusal = document.getElementById('refusal');
+        main.innerHTML = fresh.innerHTML;
+        Object.keys(typed).forEach(function (id) {
+          var el = document.getElementById(id);
+          if (el) { el.value = typed[id]; }
+        });
+        if (refusal && !document.getElementById('refusal')) {
+          var h1 = main.querySelector('h1');
+          if (h1) { h1.insertAdjacentElement('afterend', refusal); }
+        }
         if (focused && document.getElementById(focused)) { document.getElementById(focused).focus(); }
-      }).catch(function () {}).then(function () { pending = false; last = Date.now(); });
+      }).catch(function () {}).then(function () {
+        reading = false;
+        last = Date.now();
+        if (again) { again = false; schedule(); }
+      });
     };
     var live = new EventSource(main.dataset.live);
-    live.addEventListener('build', function () {
-      if (pending) { return; }
-      pending = true;
-      setTimeout(refresh, Math.max(0, 1000 - (Date.now() - last)));
-    });
+    live.addEventListener('build', schedule);
+    // What changed between the page's rendering and the stream's
+    // (re)connection was not heard: read the page again once connected.
+    live.addEventListener('open', schedule);
   }
 }());
