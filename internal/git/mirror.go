@@ -115,7 +115,8 @@ func (m *Mirror) setURL(u string) {
 // Fetch makes sure commit (a full hash) is in the mirror.
 //
 // If it already is, Fetch asks the mirror's cat-file --batch process and
-// returns: no network, and no git process started.
+// returns: no network, and no git process started (it waits for a fetch
+// of the mirror that is running, whose objects may not all be written).
 // Otherwise it fetches every branch, tag and pull/merge request head from the
 // forge, pruning what the forge deleted, and if the commit is still missing
 // asks for it by hash (it may be reachable only from a ref Gantry does not
@@ -129,16 +130,17 @@ func (m *Mirror) Fetch(ctx context.Context, commit string) error {
 	if err := m.init(ctx); err != nil {
 		return fmt.Errorf("fetch %s: %w", c, err)
 	}
-	if m.has(ctx, c) {
-		return nil
-	}
+	// A commit is whole only when no fetch is running: a small fetch
+	// unpacks loose objects in pack order, commits before their trees and
+	// blobs, so a commit seen during one may lack its files for a while.
+	// So the check is made under the fetch lock, which costs a wait only
+	// while a fetch runs (and that fetch may bring the commit).
 	select {
 	case m.fetch <- struct{}{}:
 		defer func() { <-m.fetch }()
 	case <-ctx.Done():
 		return fmt.Errorf("fetch %s: %w", c, context.Cause(ctx))
 	}
-	// The fetch we waited for may have brought it.
 	if m.has(ctx, c) {
 		return nil
 	}

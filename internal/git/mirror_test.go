@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -751,5 +752,48 @@ func TestRefreshReusesAndCleans(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hook-ran")); err == nil {
 		t.Error("a hook left by the previous job ran")
+	}
+}
+
+// TestFetchWhileFetching: many callers fetch the same new commit at once
+// and read a file of it, as the webhooks of a push storm do; each must
+// find the file whole, never a commit whose tree a running fetch has not
+// written yet. Each round commits several files, so that the fetch
+// unpacks loose objects one at a time.
+func TestFetchWhileFetching(t *testing.T) {
+	t.Parallel()
+	o := newOrigin(t)
+	m := NewMirrors(t.TempDir()).Get("acme/web", o.dir)
+	for round := range 15 {
+		files := map[string]string{".gantry.yml": fmt.Sprintf("round %d\n", round)}
+		for i := range 20 {
+			files[fmt.Sprintf("dir%d/file%d", i%5, i)] = fmt.Sprintf("%d %d\n", round, i)
+		}
+		c := o.commit(files)
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for i := range 16 {
+			wg.Go(func() {
+				// Spread over the time a fetch takes, so that some ask while
+				// one runs.
+				time.Sleep(time.Duration(i) * 2 * time.Millisecond)
+				if err := m.Fetch(t.Context(), c); err != nil {
+					errs <- err
+					return
+				}
+				data, err := m.ReadFile(t.Context(), c, ".gantry.yml")
+				if err == nil && string(data) != files[".gantry.yml"] {
+					err = fmt.Errorf("read %q", data)
+				}
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: %v", round, err)
+		}
 	}
 }
