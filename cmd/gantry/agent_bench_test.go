@@ -28,17 +28,20 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 	if bd := s.waitBuild(id, 30*time.Second); bd.Status != "success" {
 		b.Fatalf("build = %s, want success", bd.Status)
 	}
-	var kib int
+	var kib, anon, file int
 	for b.Loop() {
 		time.Sleep(3 * time.Second) // idle: four slots in their long polls
-		kib = vmRSS(b, a.cmd.Process.Pid)
+		kib, anon, file = procStatus(b, a.cmd.Process.Pid, "VmRSS"), procStatus(b, a.cmd.Process.Pid, "RssAnon"), procStatus(b, a.cmd.Process.Pid, "RssFile")
 	}
 	b.ReportMetric(float64(kib)/1024, "MiB-RSS")
+	b.ReportMetric(float64(anon)/1024, "MiB-anon")
+	b.ReportMetric(float64(file)/1024, "MiB-file")
 	b.ReportMetric(0, "ns/op")
 }
 
-// vmRSS reads a process's resident set size in KiB from /proc.
-func vmRSS(b *testing.B, pid int) int {
+// procStatus reads a field of a process's /proc status in KiB (VmRSS, its
+// resident set size; RssAnon, RssFile, its parts).
+func procStatus(b *testing.B, pid int, field string) int {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -46,7 +49,7 @@ func vmRSS(b *testing.B, pid int) int {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
 			if err != nil {
 				b.Fatal(err)
@@ -54,6 +57,6 @@ func vmRSS(b *testing.B, pid int) int {
 			return n
 		}
 	}
-	b.Fatal("no VmRSS in /proc status")
+	b.Fatalf("no %s in /proc status", field)
 	return 0
 }
