@@ -746,7 +746,10 @@ func prDelivery(t *testing.T, repo, action string, number int, branch, sha, id, 
 // request cancels the build of the one before.
 func TestServerConcurrency(t *testing.T) {
 	t.Parallel()
-	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {slow: {steps: [\"sleep 0.4\"]}}\n"})
+	// The first build holds until the three pushes are in, so that the
+	// later two wait for it however slow the machine.
+	gate := filepath.Join(t.TempDir(), "gate")
+	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": fmt.Sprintf("jobs: {slow: {steps: [\"while [ ! -e %s ]; do sleep 0.05; done\"]}}\n", gate)})
 	s := startServer(t, t.TempDir())
 	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
 		t.Fatal(errOut)
@@ -762,6 +765,9 @@ func TestServerConcurrency(t *testing.T) {
 			t.Errorf("build %d reason = %q, want it to wait for build #1", i+1, a.body.Builds[0].Reason)
 		}
 	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var prev *api.Build
 	for _, id := range ids {
 		b := s.waitBuild(id, 20*time.Second)
@@ -774,7 +780,11 @@ func TestServerConcurrency(t *testing.T) {
 		prev = b
 	}
 
-	prSHA := commit(t, repoDir, map[string]string{"feature.txt": "x"})
+	// The pull request's builds hold on a gate of their own, so that the
+	// first still runs when the second push comes.
+	prGate := gate + "-pr"
+	prSHA := commit(t, repoDir, map[string]string{"feature.txt": "x",
+		".gantry.yml": fmt.Sprintf("jobs: {slow: {steps: [\"while [ ! -e %s ]; do sleep 0.05; done\"]}}\n", prGate)})
 	first := s.send(prDelivery(t, "acme/app", "opened", 7, "feature", prSHA, "pr-1", "k"))
 	if first.status != http.StatusCreated {
 		t.Fatalf("pull request opened = %d %+v", first.status, first.body)
@@ -784,6 +794,9 @@ func TestServerConcurrency(t *testing.T) {
 		t.Fatalf("pull request synchronize = %d %+v", second.status, second.body)
 	}
 	b1 := s.waitBuild(first.body.Builds[0].ID, 10*time.Second)
+	if err := os.WriteFile(prGate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if b1.Status != "cancelled" || b1.Reason != fmt.Sprintf("superseded by build #%d", second.body.Builds[0].Number) {
 		t.Errorf("older pull request build = %s %q, want cancelled, superseded", b1.Status, b1.Reason)
 	}
