@@ -19,9 +19,9 @@ import (
 
 // benchSetup starts a server with one repo whose pipeline is the given
 // file, signs a browser in as the admin, and returns both.
-func benchSetup(b *testing.B, pipeline string) (*testServer, *page) {
+func benchSetup(b *testing.B, pipeline string, serverFlags ...string) (*testServer, *page) {
 	b.Helper()
-	srv := startServer(b, b.TempDir())
+	srv := startServer(b, b.TempDir(), serverFlags...)
 	dir, _ := makeRepo(b, map[string]string{".gantry.yml": pipeline})
 	if _, err := srv.client().AddRepo(context.Background(), api.NewRepo{Name: "acme/bench", CloneURL: dir, WebhookSecret: "s"}); err != nil {
 		b.Fatal(err)
@@ -67,13 +67,27 @@ jobs:
 // the step prints its clock, the page notes its own when the line is
 // added (one machine, one clock). 50 lines, 100ms apart, per iteration.
 func BenchmarkWebLogLatency(b *testing.B) {
+	b.Run("builtin", func(b *testing.B) { benchLogLatency(b, false) })
+	b.Run("remote", func(b *testing.B) { benchLogLatency(b, true) })
+}
+
+// benchLogLatency is BenchmarkWebLogLatency with the job on the server's
+// built-in agent, or on a `gantry agent` of its own (remote).
+func benchLogLatency(b *testing.B, remote bool) {
 	gate := filepath.Join(b.TempDir(), "gate")
+	var flags []string
+	if remote {
+		flags = []string{"--agents", "0"}
+	}
 	srv, p := benchSetup(b, `
 jobs:
   ticks:
     steps:
       - run: while [ ! -e `+gate+` ]; do sleep 0.02; done; for i in $(seq 1 50); do echo "tick $(date +%s%N)"; sleep 0.1; done
-`)
+`, flags...)
+	if remote {
+		srv.startAgent("remote", srv.agentToken("bench"), b.TempDir())
+	}
 	var lat []float64
 	b.ResetTimer()
 	for range b.N {

@@ -64,7 +64,7 @@ type Options struct {
 	// WorkDir holds job workspaces; each is removed when its job ends.
 	WorkDir string
 	// FlushInterval bounds how long output waits before it is sent; 0
-	// means 250ms.
+	// means 100ms.
 	FlushInterval time.Duration
 	// FlushBytes sends a batch early once it holds this much output; 0
 	// means 256 KiB.
@@ -90,7 +90,7 @@ func New(server Server, b backend.Backend, mirrors *git.Mirrors, log *slog.Logge
 		opts.Capacity = 1
 	}
 	if opts.FlushInterval <= 0 {
-		opts.FlushInterval = 250 * time.Millisecond
+		opts.FlushInterval = 100 * time.Millisecond
 	}
 	if opts.FlushBytes <= 0 {
 		opts.FlushBytes = 256 << 10
