@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,7 +128,7 @@ func TestWebEnvironments(t *testing.T) {
 	if got := p.text(li + " .why"); !strings.Contains(got, "waiting for approval: 0 of 1 from releasers") || !strings.Contains(got, "approvals 0/1") {
 		t.Errorf("the waiting deployment says %q, want waiting for approval, 0/1", got)
 	}
-	if n := p.count(li + " form"); n != 0 {
+	if n := p.count(li + " form.decide"); n != 0 {
 		t.Errorf("dora, who asked for it, sees %d approval forms, want none", n)
 	}
 	if n := p.count(`#production a.promote`); n != 0 {
@@ -173,7 +174,7 @@ func TestWebEnvironments(t *testing.T) {
 	// token) is refused with the reason shown on the page.
 	p.open(envs)
 	p.signIn(tok["test"])
-	if n := p.count(li + " form"); n != 0 {
+	if n := p.count(li + " form.decide"); n != 0 {
 		t.Errorf("the author sees %d approval forms, want none", n)
 	}
 	authored := "test authored a commit of release " + v1 + " (Test <test@example.com>), and production does not let its authors approve it"
@@ -273,6 +274,24 @@ func TestWebEnvironments(t *testing.T) {
 		t.Errorf("staging after the rollback = %+v, want %s by bob's rollback", st.Current, v1)
 	}
 	p.waitFor("staging back on "+v1, fmt.Sprintf(`document.querySelector("#staging .current").textContent.includes(%q)`, v1), 30*time.Second)
+
+	// dora asks for the second release in production; bob withdraws it
+	// from the page, saying why.
+	out, errOut, code := s.cli("promote", "acme/app", "--from", "staging", "--to", "production", "--release", v2, "--token", tok["dora"], "--output", "json")
+	var wd api.Deployment
+	if err := json.Unmarshal([]byte(out), &wd); code != 0 || err != nil {
+		t.Fatalf("promote %s as dora = %d %q %q", v2, code, out, errOut)
+	}
+	p.open(envs)
+	p.do("type a reason", chromedp.SendKeys(chromedp.ID(fmt.Sprintf("withdraw-reason-%d", wd.ID)), "not this week"))
+	p.clickAndLoad(fmt.Sprintf("#withdraw-%d", wd.ID))
+	ds = cliJSON[[]api.Deployment](t, s, "deployments", "acme/app", "--env", "production")
+	if ds[0].ID != wd.ID || ds[0].State != "cancelled" || ds[0].Reason != "withdrawn by bob: not this week" {
+		t.Errorf("production's newest deployment after the withdrawal = %+v, want %d cancelled, withdrawn by bob", ds[0], wd.ID)
+	}
+	if n := p.count(fmt.Sprintf("#deployment-%d", wd.ID)); n != 0 {
+		t.Errorf("the withdrawn deployment is still shown waiting")
+	}
 
 	// On a phone-sized screen nothing is wider than the screen.
 	p.do("phone", chromedp.EmulateViewport(390, 844))

@@ -103,16 +103,29 @@ func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	who := identityOf(r.Context())
-	d, err := h.Delivery.Withdraw(r.Context(), id, delivery.Actor{Name: who.User, Admin: who.Admin}, r.Header.Get(ReasonHeader))
+	d, err := h.withdrawAs(r, id, r.Header.Get(ReasonHeader))
 	if err != nil {
 		return err
 	}
+	return WriteJSON(w, http.StatusOK, DeploymentOf(d, ""))
+}
+
+// withdrawAs withdraws deployment id for the request's identity, whose
+// role on the repo has been checked, and records it in the audit log.
+func (h *Handler) withdrawAs(r *http.Request, id int64, reason string) (*store.Deployment, error) {
+	if err := CheckReason(reason); err != nil {
+		return nil, badRequestf("%v", err)
+	}
+	who := identityOf(r.Context())
+	d, err := h.Delivery.Withdraw(r.Context(), id, delivery.Actor{Name: who.User, Admin: who.Admin}, reason)
+	if err != nil {
+		return nil, err
+	}
 	detail := map[string]string{"repo": d.Repo, "environment": d.Environment, "release": d.Version, "state": d.State}
 	if err := h.audit(r, "deployment.withdraw", "deployment:"+strconv.FormatInt(d.ID, 10), detail); err != nil {
-		return err
+		return nil, err
 	}
-	return WriteJSON(w, http.StatusOK, DeploymentOf(d, ""))
+	return d, nil
 }
 
 func (h *Handler) decide(verdict string) func(w http.ResponseWriter, r *http.Request) error {

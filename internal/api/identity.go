@@ -115,6 +115,33 @@ func (h *Handler) Decide(r *http.Request, i *Identity, id int64, verdict, commen
 	return h.decideOn(i.on(r), id, verdict, comment)
 }
 
+// Withdraw ends deployment id, which has not started, for i, as POST
+// /api/v1/deployments/{id}/withdraw does: the same role rule, the same
+// checks, the same audit entry (reason is its reason).
+func (h *Handler) Withdraw(r *http.Request, i *Identity, id int64, reason string) (*store.Deployment, error) {
+	d, err := h.Store.Deployment(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.Need(deliveryRole, d.Repo); err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set(ReasonHeader, reason) // the audit entry's reason, as the API's header gives it
+	}
+	return h.withdrawAs(i.on(r), id, reason)
+}
+
+// MayWithdraw returns nil when i may withdraw deployment d (if it has not
+// started), else the error Withdraw would refuse with; it changes nothing.
+func (h *Handler) MayWithdraw(ctx context.Context, i *Identity, d *store.Deployment) error {
+	if err := i.Need(deliveryRole, d.Repo); err != nil {
+		return err
+	}
+	return h.Delivery.MayWithdraw(ctx, d, delivery.Actor{Name: i.User(), Admin: i.Admin()})
+}
+
 // Promote asks for a promotion for i, as POST /api/v1/promotions does.
 func (h *Handler) Promote(r *http.Request, i *Identity, in PromoteRequest) (*store.Deployment, error) {
 	if err := i.Need(deliveryRole, in.Repo); err != nil {

@@ -232,15 +232,7 @@ func (s *Service) Withdraw(ctx context.Context, id int64, by Actor, reason strin
 	default:
 		return nil, fmt.Errorf("%w: deployment %d has ended (%s): there is nothing to withdraw", deploy.ErrRefused, d.ID, d.State)
 	}
-	e, _, _, err := s.gate(ctx, d)
-	if err != nil {
-		return nil, err
-	}
-	who, err := s.person(ctx, by.Name, by.Admin)
-	if err != nil {
-		return nil, err
-	}
-	if err := deploy.MayDeploy(e, who); err != nil {
+	if err := s.MayWithdraw(ctx, d, by); err != nil {
 		return nil, err
 	}
 	why := "withdrawn by " + by.Name
@@ -263,4 +255,19 @@ func (s *Service) Withdraw(ctx context.Context, id int64, by Actor, reason strin
 	s.tell(ctx, ChangeCancelled, withdrawn, by.Name, reason)
 	s.advance(ctx, d.Repo, d.Environment)
 	return s.store.Deployment(ctx, id)
+}
+
+// MayWithdraw returns nil when by may withdraw deployment d (whoever may
+// deploy to its environment may), else the error Withdraw refuses with;
+// it changes nothing and says nothing of d's state.
+func (s *Service) MayWithdraw(ctx context.Context, d *store.Deployment, by Actor) error {
+	e, _, _, err := s.gate(ctx, d)
+	if err != nil {
+		return err
+	}
+	who, err := s.person(ctx, by.Name, by.Admin)
+	if err != nil {
+		return err
+	}
+	return deploy.MayDeploy(e, who)
 }

@@ -16,10 +16,11 @@ import (
 )
 
 // The environments page of a repo: what runs where, what waits and why,
-// and the buttons to approve, reject, promote and roll back, each shown
-// only when the API's own checks (api.Handler.MayDecide, MayRequest) say
-// the user may press it, and each carried out by the same code the API
-// runs (api.Handler.Decide, Promote, Rollback).
+// and the buttons to approve, reject, withdraw, promote and roll back,
+// each shown only when the API's own checks (api.Handler.MayDecide,
+// MayWithdraw, MayRequest) say the user may press it, and each carried out
+// by the same code the API runs (api.Handler.Decide, Withdraw, Promote,
+// Rollback).
 
 const (
 	// matrixReleases is how many of the newest releases the matrix shows;
@@ -51,6 +52,8 @@ type waitRow struct {
 	// NoDecide says why a developer may not decide on it, when approvals
 	// are asked for ("" for a viewer: no button, and no explanation owed).
 	NoDecide string
+	// CanWithdraw: the user may withdraw it (api.Handler.MayWithdraw).
+	CanWithdraw bool
 }
 
 // envView is one environment's column and panel.
@@ -202,6 +205,7 @@ func (h *Handler) envsView(ctx context.Context, s *session, rp *store.Repo) (*en
 				err := h.API.MayDecide(ctx, s.id, w)
 				row.CanDecide, row.NoDecide = err == nil, explain(s, rp.Name, err)
 			}
+			row.CanWithdraw = d.CanAct && h.API.MayWithdraw(ctx, s.id, w) == nil
 			v.Waiting = append(v.Waiting, row)
 		}
 		if d.CanAct && rules != nil {
@@ -409,6 +413,27 @@ func (h *Handler) decide(verdict string) func(w http.ResponseWriter, r *http.Req
 		http.Redirect(w, r, envsPath(before.Repo)+"#"+before.Environment, http.StatusSeeOther)
 		return nil
 	}
+}
+
+// withdraw ends a deployment that has not started, as gantry withdraw
+// does, with the form's reason.
+func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return badf("deployment ID %q: want a positive number", r.PathValue("id"))
+	}
+	before, err := h.Store.Deployment(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := s.id.Need(store.RoleViewer, before.Repo); err != nil {
+		return errForbidden(fmt.Sprintf("%s may not do this: deployment %d is in a repo where %s has no role", s.id.User(), id, s.id.User()))
+	}
+	if _, err := h.API.Withdraw(r, s.id, id, strings.TrimSpace(r.PostForm.Get("reason"))); err != nil {
+		return h.refused(w, r, s, before.Repo, err)
+	}
+	http.Redirect(w, r, envsPath(before.Repo)+"#"+before.Environment, http.StatusSeeOther)
+	return nil
 }
 
 func (h *Handler) promote(w http.ResponseWriter, r *http.Request, s *session) error {

@@ -113,6 +113,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET /environments/{repo...}", h.page(h.environments))
 	mux.Handle("POST /deployments/{id}/approve", h.page(h.decide(store.VerdictApprove)))
 	mux.Handle("POST /deployments/{id}/reject", h.page(h.decide(store.VerdictReject)))
+	mux.Handle("POST /deployments/{id}/withdraw", h.page(h.withdraw))
 	mux.Handle("POST /promote", h.page(h.promote))
 	mux.Handle("POST /rollback", h.page(h.rollback))
 }
