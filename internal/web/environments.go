@@ -395,19 +395,12 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, s *session, re
 
 func (h *Handler) decide(verdict string) func(w http.ResponseWriter, r *http.Request, s *session) error {
 	return func(w http.ResponseWriter, r *http.Request, s *session) error {
-		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		if err != nil || id < 1 {
-			return badf("deployment ID %q: want a positive number", r.PathValue("id"))
-		}
-		before, err := h.Store.Deployment(r.Context(), id)
+		before, err := h.postedDeployment(r, s)
 		if err != nil {
 			return err
 		}
-		if err := s.id.Need(store.RoleViewer, before.Repo); err != nil {
-			return errForbidden(fmt.Sprintf("%s may not do this: deployment %d is in a repo where %s has no role", s.id.User(), id, s.id.User()))
-		}
 		comment := strings.TrimSpace(r.PostForm.Get("comment"))
-		if _, err := h.API.Decide(r, s.id, id, verdict, comment); err != nil {
+		if _, err := h.API.Decide(r, s.id, before.ID, verdict, comment); err != nil {
 			return h.refused(w, r, s, before.Repo, err)
 		}
 		http.Redirect(w, r, envsPath(before.Repo)+"#"+before.Environment, http.StatusSeeOther)
@@ -415,21 +408,32 @@ func (h *Handler) decide(verdict string) func(w http.ResponseWriter, r *http.Req
 	}
 }
 
+// postedDeployment is the deployment a form posts to (/deployments/{id}/…),
+// in a repo where the user has a role: one in another is forbidden
+// without saying more of it.
+func (h *Handler) postedDeployment(r *http.Request, s *session) (*store.Deployment, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return nil, badf("deployment ID %q: want a positive number", r.PathValue("id"))
+	}
+	d, err := h.Store.Deployment(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.id.Need(store.RoleViewer, d.Repo); err != nil {
+		return nil, errForbidden(fmt.Sprintf("%s may not do this: deployment %d is in a repo where %s has no role", s.id.User(), id, s.id.User()))
+	}
+	return d, nil
+}
+
 // withdraw ends a deployment that has not started, as gantry withdraw
 // does, with the form's reason.
 func (h *Handler) withdraw(w http.ResponseWriter, r *http.Request, s *session) error {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id < 1 {
-		return badf("deployment ID %q: want a positive number", r.PathValue("id"))
-	}
-	before, err := h.Store.Deployment(r.Context(), id)
+	before, err := h.postedDeployment(r, s)
 	if err != nil {
 		return err
 	}
-	if err := s.id.Need(store.RoleViewer, before.Repo); err != nil {
-		return errForbidden(fmt.Sprintf("%s may not do this: deployment %d is in a repo where %s has no role", s.id.User(), id, s.id.User()))
-	}
-	if _, err := h.API.Withdraw(r, s.id, id, strings.TrimSpace(r.PostForm.Get("reason"))); err != nil {
+	if _, err := h.API.Withdraw(r, s.id, before.ID, strings.TrimSpace(r.PostForm.Get("reason"))); err != nil {
 		return h.refused(w, r, s, before.Repo, err)
 	}
 	http.Redirect(w, r, envsPath(before.Repo)+"#"+before.Environment, http.StatusSeeOther)
