@@ -151,8 +151,8 @@ func (h *Handler) registerDelivery(mux *http.ServeMux, viewer func(scope) rule) 
 	h.route(mux, "GET /api/v1/environments", viewer(repoQuery), h.listEnvironments)
 	h.route(mux, "GET /api/v1/deployments", viewer(repoQuery), h.listDeployments)
 	h.route(mux, "POST /api/v1/deployments", developer(repoBody), h.deploy)
-	h.route(mux, "POST /api/v1/promotions", developer(repoBody), h.promote)
-	h.route(mux, "POST /api/v1/rollbacks", developer(repoBody), h.rollback)
+	h.route(mux, "POST /api/v1/promotions", developer(repoBody), asking(h, h.promoteAs))
+	h.route(mux, "POST /api/v1/rollbacks", developer(repoBody), asking(h, h.rollbackAs))
 	h.registerApprovals(mux)
 }
 
@@ -340,16 +340,20 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
 	return h.answerDeployment(r.Context(), w, d)
 }
 
-func (h *Handler) promote(w http.ResponseWriter, r *http.Request) error {
-	var in PromoteRequest
-	if err := readJSON(r, &in); err != nil {
-		return err
+// asking is a route that asks for a deployment with a JSON body of type
+// T, through as (promoteAs, rollbackAs), and answers with it.
+func asking[T any](h *Handler, as func(*http.Request, T) (*store.Deployment, error)) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var in T
+		if err := readJSON(r, &in); err != nil {
+			return err
+		}
+		d, err := as(r, in)
+		if err != nil {
+			return err
+		}
+		return h.answerDeployment(r.Context(), w, d)
 	}
-	d, err := h.promoteAs(r, in)
-	if err != nil {
-		return err
-	}
-	return h.answerDeployment(r.Context(), w, d)
 }
 
 // promoteAs asks for a promotion for the request's identity, whose role on
@@ -373,18 +377,6 @@ func (h *Handler) promoteAs(r *http.Request, in PromoteRequest) (*store.Deployme
 		return nil, err
 	}
 	return d, h.recordDeployment(r, d, in.OverrideFreeze)
-}
-
-func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) error {
-	var in RollbackRequest
-	if err := readJSON(r, &in); err != nil {
-		return err
-	}
-	d, err := h.rollbackAs(r, in)
-	if err != nil {
-		return err
-	}
-	return h.answerDeployment(r.Context(), w, d)
 }
 
 // rollbackAs asks for a rollback for the request's identity, whose role on
