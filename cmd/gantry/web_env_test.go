@@ -282,12 +282,25 @@ func TestWebEnvironments(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &wd); code != 0 || err != nil {
 		t.Fatalf("promote %s as dora = %d %q %q", v2, code, out, errOut)
 	}
-	p.open(envs)
-	p.do("type a reason", chromedp.SendKeys(chromedp.ID(fmt.Sprintf("withdraw-reason-%d", wd.ID)), "not this week"))
-	p.clickAndLoad(fmt.Sprintf("#withdraw-%d", wd.ID))
-	ds = cliJSON[[]api.Deployment](t, s, "deployments", "acme/app", "--env", "production")
+	// A click that lands as the live page swaps its content in is lost
+	// (the page reads itself again when a build changes): try again then,
+	// but a refusal fails at once.
+	for attempt := 1; ; attempt++ {
+		p.open(envs)
+		p.do("type a reason", chromedp.SendKeys(chromedp.ID(fmt.Sprintf("withdraw-reason-%d", wd.ID)), "not this week"))
+		p.clickAndLoad(fmt.Sprintf("#withdraw-%d", wd.ID))
+		if p.count("#refusal") != 0 {
+			t.Fatalf("withdrawing deployment %d was refused: %q", wd.ID, p.text("#refusal"))
+		}
+		ds = cliJSON[[]api.Deployment](t, s, "deployments", "acme/app", "--env", "production")
+		if ds[0].ID != wd.ID || ds[0].State != "waiting for approval" || attempt == 3 {
+			break
+		}
+		t.Logf("attempt %d: deployment %d still waits after the click; the page is at %s", attempt, wd.ID, p.location())
+	}
 	if ds[0].ID != wd.ID || ds[0].State != "cancelled" || ds[0].Reason != "withdrawn by bob: not this week" {
-		t.Errorf("production's newest deployment after the withdrawal = %+v, want %d cancelled, withdrawn by bob", ds[0], wd.ID)
+		t.Errorf("production's newest deployment after the withdrawal = %+v, want %d cancelled, withdrawn by bob; the page says %q at %s",
+			ds[0], wd.ID, p.text("main"), p.location())
 	}
 	if n := p.count(fmt.Sprintf("#deployment-%d", wd.ID)); n != 0 {
 		t.Errorf("the withdrawn deployment is still shown waiting")
