@@ -63,6 +63,11 @@
     // A change heard while the page is being read again may not be in
     // what is read: it gets one more reading after this one.
     var timer = null, reading = false, again = false, last = 0;
+    // Once a form is sent the page is on its way out: swapping its content
+    // now could drop the form before the browser sends it.
+    var leaving = false;
+    document.addEventListener('submit', function () { leaving = true; }, true);
+    window.addEventListener('pageshow', function (e) { if (e.persisted) { leaving = false; } });
     var schedule = function () {
       if (reading) { again = true; return; }
       if (timer) { return; }
@@ -75,6 +80,7 @@
         if (!r.ok || r.redirected) { throw new Error(r.status); }
         return r.text();
       }).then(function (html) {
+        if (leaving) { return; }
         var doc = new DOMParser().parseFromString(html, 'text/html');
         var fresh = doc.getElementById('main');
         if (!fresh) { return; }
