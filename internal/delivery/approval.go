@@ -195,11 +195,8 @@ func (s *Service) Decide(ctx context.Context, id int64, by Actor, verdict, comme
 // admins set; nil when none is open.
 func (s *Service) freeze(ctx context.Context, repo, env string) *deploy.Freeze {
 	var e *spec.Environment
-	rels, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: repo, Limit: 1})
-	if err == nil && len(rels) > 0 {
-		if p, err := s.pipeline(ctx, rels[0]); err == nil {
-			e = plan.Environment(p, env)
-		}
+	if p, err := s.Rules(ctx, repo); err == nil && p != nil {
+		e = plan.Environment(p, env)
 	}
 	set, _ := s.freezes(ctx, repo, env)
 	return deploy.Frozen(e, set, time.Now())

@@ -111,16 +111,10 @@ func (s *Service) environmentNames(ctx context.Context, repo string) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	rels, err := s.store.ListReleases(ctx, store.ReleaseFilter{Repo: repo, Limit: 1})
-	if err != nil {
-		return nil, err
-	}
-	if len(rels) > 0 {
-		if p, err := s.pipeline(ctx, rels[0]); err == nil {
-			for _, e := range p.Environments {
-				if !slices.Contains(names, e.Name) {
-					names = append(names, e.Name)
-				}
+	if p, err := s.Rules(ctx, repo); err == nil && p != nil {
+		for _, e := range p.Environments {
+			if !slices.Contains(names, e.Name) {
+				names = append(names, e.Name)
 			}
 		}
 	}
