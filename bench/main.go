@@ -183,8 +183,10 @@ func buildGantry(dir string) (bin, rev string, err error) {
 	}
 	root := filepath.Dir(mod)
 	bin = filepath.Join(dir, "gantry")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gantry")
+	// As the README builds it for release: static, without cgo.
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/gantry")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", "", fmt.Errorf("go build ./cmd/gantry: %w\n%s", err, out)
 	}

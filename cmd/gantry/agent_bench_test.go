@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,9 +14,11 @@ import (
 
 // BenchmarkAgentIdleRSS reports the resident memory of an idle `gantry
 // agent` process, connected to a server and waiting for work after it
-// ran a job (the README's figure; the target is at most 20 MiB). Most of
-// it is the binary's own pages (RssFile), which the garbage collector
-// touches when it scans the globals of everything linked in.
+// ran a job (the README's figure; the target is at most 20 MiB). The agent
+// is the binary users run, built as the README builds it (static, no
+// cgo), not this test binary with the test code linked in. Most of its
+// memory is the binary's own pages (RssFile): the code that ran and the
+// data the garbage collector scans.
 //
 //	go test -run '^$' -bench AgentIdleRSS -benchtime 1x ./cmd/gantry
 func BenchmarkAgentIdleRSS(b *testing.B) {
@@ -23,7 +27,7 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
 		b.Fatal(errOut)
 	}
-	a := s.startAgent("idle", s.agentToken("ci"), b.TempDir(), "--capacity", "4")
+	a := s.startAgentBin(releaseBinary(b), "idle", s.agentToken("ci"), b.TempDir(), "--capacity", "4")
 	id := s.send(pushDelivery(b, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID
 	if bd := s.waitBuild(id, 30*time.Second); bd.Status != "success" {
 		b.Fatalf("build = %s, want success", bd.Status)
@@ -37,6 +41,18 @@ func BenchmarkAgentIdleRSS(b *testing.B) {
 	b.ReportMetric(float64(anon)/1024, "MiB-anon")
 	b.ReportMetric(float64(file)/1024, "MiB-file")
 	b.ReportMetric(0, "ns/op")
+}
+
+// releaseBinary builds gantry as the README builds it for release, a
+// static binary without cgo, and returns its path.
+func releaseBinary(b *testing.B) string {
+	bin := filepath.Join(b.TempDir(), "gantry")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // procStatus reads a field of a process's /proc status in KiB (VmRSS, its

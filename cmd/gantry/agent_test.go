@@ -55,10 +55,16 @@ func (s *testServer) agentToken(name string, extra ...string) string {
 // startAgent starts `gantry agent` against s with its work dir in work.
 func (s *testServer) startAgent(name, token, work string, extra ...string) *testAgent {
 	s.t.Helper()
+	return s.startAgentBin("gantry", name, token, work, extra...)
+}
+
+// startAgentBin is startAgent with the gantry binary at bin.
+func (s *testServer) startAgentBin(bin, name, token, work string, extra ...string) *testAgent {
+	s.t.Helper()
 	a := &testAgent{t: s.t, name: name, work: work, stderr: &lockedWriter{w: &bytes.Buffer{}}, done: make(chan struct{})}
 	args := append([]string{"agent", "--server", s.url, "--token", token, "--name", name, "--work", work,
 		"--capacity", "1", "--kill-grace", "2s"}, extra...)
-	a.cmd = exec.Command("gantry", args...)
+	a.cmd = exec.Command(bin, args...)
 	a.cmd.Stdout, a.cmd.Stderr = io.Discard, a.stderr
 	if err := a.cmd.Start(); err != nil {
 		s.t.Fatal(err)
