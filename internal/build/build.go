@@ -699,7 +699,7 @@ func concurrencyKey(b *store.Build) string {
 // unfinished returns the unfinished builds older than b with its
 // concurrency key, oldest first.
 func (s *Service) unfinished(ctx context.Context, b *store.Build) ([]*store.Build, error) {
-	builds, err := s.store.Builds(ctx, store.BuildFilter{Repo: b.Repo, Branch: b.Branch, Limit: 1000})
+	builds, err := s.store.Builds(ctx, store.BuildFilter{Repo: b.Repo, Branch: b.Branch, Unfinished: true, Limit: 1000})
 	if err != nil {
 		return nil, fmt.Errorf("concurrency of build of %s: %w", b.Repo, err)
 	}

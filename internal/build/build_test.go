@@ -1,6 +1,7 @@
 package build_test
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"os"
@@ -19,14 +20,14 @@ import (
 )
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	store  store.Store
 	builds *build.Service
 	repo   *store.Repo
 	origin string
 }
 
-func run(t *testing.T, dir string, args ...string) string {
+func run(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=T", "-c", "user.email=t@example.com"}, args...)...)
 	out, err := cmd.CombinedOutput()
@@ -36,7 +37,7 @@ func run(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "g.db"))
@@ -185,5 +186,34 @@ jobs: {nightly: {steps: ["true"]}}
 		if b.Branch != "main" || b.Status != store.StatusQueued || !strings.HasPrefix(b.Message, `scheduled by "*/5 * * * *" at `) {
 			t.Errorf("scheduled build = %s %s %q", b.Branch, b.Status, b.Message)
 		}
+	}
+}
+
+// BenchmarkCreateWithHistory is a push to a branch that has 2,000 finished
+// builds: what the webhook costs on a busy branch after a year. Looking
+// for the unfinished builds it may have to wait for must not read the
+// branch's history.
+func BenchmarkCreateWithHistory(b *testing.B) {
+	e := setup(b)
+	ctx := context.Background()
+	sha := e.commit(map[string]string{".gantry.yml": "jobs: {test: {steps: [\"true\"]}}\n"})
+	for i := range 2000 {
+		old := &store.Build{RepoID: e.repo.ID, Status: store.StatusSuccess, Event: "push", Branch: "main", Commit: sha,
+			Pipeline: []byte("jobs: {}\n"), FinishedAt: time.Now(),
+			Jobs: []*store.Job{{Name: "test", Status: store.StatusSuccess, ExitCode: 0}}}
+		if err := e.store.CreateBuild(ctx, old); err != nil {
+			b.Fatalf("build %d: %v", i, err)
+		}
+	}
+	e.push(sha, "warm")
+	i := 0
+	for b.Loop() {
+		i++
+		nb := e.push(sha, fmt.Sprintf("d%d", i))
+		b.StopTimer()
+		if _, err := e.builds.Cancel(ctx, nb.ID, "next"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }

@@ -216,6 +216,9 @@ type BuildFilter struct {
 	// Blocked selects only queued builds none of whose jobs may run yet:
 	// every job is pending (the build waits for another to finish).
 	Blocked bool
+	// Unfinished selects only builds not finished yet (pending, queued or
+	// running).
+	Unfinished bool
 	// Limit caps the number returned; 0 means 50.
 	Limit int
 }

@@ -401,6 +401,9 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 	if f.Blocked {
 		where = append(where, "b.status = 'queued' AND NOT EXISTS (SELECT 1 FROM jobs AS bj WHERE bj.build_id = b.id AND bj.status <> 'pending')")
 	}
+	if f.Unfinished {
+		where = append(where, "b.status IN ('pending', 'queued', 'running')")
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Builds", testBuilds},
 		{"BuildsDefaultLimit", testBuildsDefaultLimit},
 		{"BuildsBlocked", testBuildsBlocked},
+		{"BuildsUnfinished", testBuildsUnfinished},
 		{"BuildIDs", testBuildIDs},
 		{"Update", testUpdate},
 		{"UpdateTruncatesSteps", testUpdateTruncatesSteps},
@@ -1848,5 +1849,31 @@ func testBuildsBlocked(t *testing.T, s store.Store) {
 			ids = append(ids, b.ID)
 		}
 		t.Errorf("Builds(blocked) = %v, want [%d]: the queued build whose jobs all wait", ids, blocked.ID)
+	}
+}
+
+func testBuildsUnfinished(t *testing.T, s store.Store) {
+	r := newRepo(t, s, "acme/a")
+	other := newRepo(t, s, "acme/b")
+	var want []int64
+	for _, st := range []string{store.StatusQueued, store.StatusSuccess, store.StatusRunning, store.StatusFailure,
+		store.StatusCancelled, store.StatusError, store.StatusSkipped, store.StatusQueued} {
+		b := newBuild(t, s, r, []*store.Job{queued("a", 0)}, func(b *store.Build) { b.Status = st })
+		if !store.Finished(st) {
+			want = append([]int64{b.ID}, want...)
+		}
+	}
+	newBuild(t, s, other, []*store.Job{queued("a", 0)})
+	newBuild(t, s, r, []*store.Job{queued("a", 0)}, func(b *store.Build) { b.Branch = "other" })
+	got, err := s.Builds(t.Context(), store.BuildFilter{Repo: "acme/a", Branch: "main", Unfinished: true})
+	if err != nil {
+		t.Fatalf("Builds(unfinished) = %v", err)
+	}
+	var ids []int64
+	for _, b := range got {
+		ids = append(ids, b.ID)
+	}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("Builds(unfinished) = %v, want %v: the queued and running builds of the branch, newest first", ids, want)
 	}
 }
