@@ -204,7 +204,13 @@ func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 		}
 		return false
 	}
+	// The workspace is checked out while the start is reported: they do
+	// not depend on each other, and each costs a round trip or a git
+	// process before the first step can run.
+	prepared := make(chan *workspace, 1)
+	go func() { prepared <- a.prepare(ctx, slot, as) }()
 	if lost(a.server.Started(bg, as)) {
+		(<-prepared).clean(bg)
 		return
 	}
 
@@ -227,7 +233,12 @@ func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 		}
 	}()
 
-	res := a.execute(ctx, slot, as, lost)
+	w := <-prepared
+	res := w.fail
+	if res == nil {
+		res = a.execute(ctx, w, as, lost)
+	}
+	w.clean(bg)
 	cancel(nil)
 	<-hbDone
 	// The result must reach the server, or the job would run again once
@@ -246,10 +257,20 @@ func (a *Agent) runJob(parent context.Context, slot int, as *queue.Assignment) {
 	}
 }
 
-// execute checks the job out and runs it, streaming its events.
-func (a *Agent) execute(ctx context.Context, slot int, as *queue.Assignment, lost func(error) bool) *engine.JobResult {
-	fail := func(reason string) *engine.JobResult {
-		return &engine.JobResult{Name: as.Job, Status: engine.Error, Reason: reason}
+// workspace is a job's checked-out work tree and the plan it runs there,
+// or fail, why the job could not get that far.
+type workspace struct {
+	fail *engine.JobResult
+	pl   *plan.Plan
+	job  *plan.Job
+	dir  string
+	m    *git.Mirror
+}
+
+// prepare finds the job in its pipeline and checks its commit out.
+func (a *Agent) prepare(ctx context.Context, slot int, as *queue.Assignment) *workspace {
+	fail := func(reason string) *workspace {
+		return &workspace{fail: &engine.JobResult{Name: as.Job, Status: engine.Error, Reason: reason}}
 	}
 	p, err := spec.Parse(".gantry.yml", as.Pipeline)
 	if err != nil {
@@ -282,7 +303,19 @@ func (a *Agent) execute(ctx context.Context, slot int, as *queue.Assignment, los
 			return fail(err.Error())
 		}
 	}
-	defer m.Clean(context.WithoutCancel(ctx), ws)
+	return &workspace{pl: pl, job: job, dir: ws, m: m}
+}
+
+// clean leaves the work tree ready for the next job of its slot.
+func (w *workspace) clean(ctx context.Context) {
+	if w.m != nil {
+		w.m.Clean(ctx, w.dir)
+	}
+}
+
+// execute runs a prepared job, streaming its events.
+func (a *Agent) execute(ctx context.Context, w *workspace, as *queue.Assignment, lost func(error) bool) *engine.JobResult {
+	pl, job, ws := w.pl, w.job, w.dir
 	// The engine gives the job the secrets the server leased it with, and
 	// masks them in its output before it is sent anywhere.
 	eng := engine.New(a.backend, engine.Options{Workspace: ws, Shell: a.opts.Shell, RunID: fmt.Sprintf("job-%d-", as.JobID),
@@ -337,10 +370,16 @@ func artifactResult(job string, err error, lost func(error) bool) *engine.JobRes
 // output have gathered, when a step starts or ends, and at the latest
 // FlushInterval after the first unsent event, so a steady trickle of lines
 // cannot hold output back.
+//
+// Only a full batch makes the job wait for its sending, so that output
+// faster than the server takes it is held back rather than piling up in
+// memory. A step's start or end is sent at once but in the background: the
+// next step does not wait a round trip to the server to begin.
 type batcher struct {
 	mu       sync.Mutex
 	events   []engine.Event
 	size     int
+	kicked   bool // a background flush is on its way
 	maxBytes int
 	interval time.Duration
 	timer    *time.Timer
@@ -365,19 +404,26 @@ func (b *batcher) add(ev engine.Event) {
 	}
 	b.events = append(b.events, ev)
 	b.size += len(ev.Data)
-	now := b.size >= b.maxBytes || ev.Type == engine.StepStarted || ev.Type == engine.StepFinished
+	full := b.size >= b.maxBytes
+	kick := !full && !b.kicked && (ev.Type == engine.StepStarted || ev.Type == engine.StepFinished)
+	b.kicked = b.kicked || kick
 	b.mu.Unlock()
-	if now {
+	switch {
+	case full:
 		b.flush()
+	case kick:
+		go b.flush()
 	}
 }
 
+// flush sends what has gathered. Batches leave in the order their events
+// came: a flush takes the events only once the one before it was sent.
 func (b *batcher) flush() {
 	b.sending.Lock()
 	defer b.sending.Unlock()
 	b.mu.Lock()
 	evs := b.events
-	b.events, b.size = nil, 0
+	b.events, b.size, b.kicked = nil, 0, false
 	b.timer.Stop()
 	b.mu.Unlock()
 	if len(evs) > 0 {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -50,20 +51,60 @@ func TestBatcherFlushesOnSizeAndSteps(t *testing.T) {
 	t.Parallel()
 	var batches [][]engine.Event
 	var mu sync.Mutex
+	release := make(chan struct{})
+	sent := make(chan struct{}, 10)
 	b := newBatcher(time.Hour, 10, func(evs []engine.Event) {
+		<-release // a slow server
 		mu.Lock()
 		batches = append(batches, evs)
 		mu.Unlock()
+		sent <- struct{}{}
 	})
+	// A step's start goes at once, without the step waiting for it.
+	added := make(chan struct{})
+	go func() {
+		b.add(engine.Event{Type: engine.StepStarted, StepIndex: 0})
+		close(added)
+	}()
+	select {
+	case <-added:
+	case <-time.After(10 * time.Second):
+		t.Fatal("add of a step start waited for the server")
+	}
+	release <- struct{}{}
+	<-sent
+	// A full batch makes the job wait until it is sent.
 	data := []byte("0123456789\n")
-	b.add(engine.Event{Type: engine.StepStarted})
-	b.add(engine.Event{Type: engine.Log, Data: data})
+	added = make(chan struct{})
+	go func() {
+		b.add(engine.Event{Type: engine.Log, Data: data})
+		close(added)
+	}()
+	select {
+	case <-added:
+		t.Fatal("add of a full batch returned before the batch was sent")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- struct{}{}
+	<-sent
+	<-added
 	data[0] = 'X' // the batcher copied it
-	b.add(engine.Event{Type: engine.StepFinished})
+	b.add(engine.Event{Type: engine.StepFinished, StepIndex: 0})
+	b.add(engine.Event{Type: engine.StepStarted, StepIndex: 1})
+	close(release)
+	b.close()
+
 	mu.Lock()
 	defer mu.Unlock()
-	if len(batches) != 3 {
-		t.Fatalf("%d batches, want 3 (step start, a full batch, step end)", len(batches))
+	var got []string
+	for _, batch := range batches {
+		for _, ev := range batch {
+			got = append(got, fmt.Sprintf("%s/%d", ev.Type, ev.StepIndex))
+		}
+	}
+	want := []string{"step.started/0", "log/0", "step.finished/0", "step.started/1"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %v, want %v in that order", got, want)
 	}
 	if got := string(batches[1][0].Data); got != "0123456789\n" {
 		t.Errorf("log data = %q, want the bytes as they were when added", got)
