@@ -133,6 +133,11 @@ func repoCmd(args []string, stdout, stderr io.Writer) int {
 		fs := newFlagSet("repo add", "repo add OWNER/NAME --url GIT_URL --webhook-secret SECRET [--forge F] [--api-url URL]",
 			`Registers a repository. Point the forge's webhook at SERVER/hooks/FORGE with the same secret.
 
+The server first asks the repository at the URL for its default branch, as
+builds will fetch it: when it cannot (a wrong URL, missing credentials, the
+forge down), the repository is registered all the same and a warning says
+why, since every build of it would fail until that is fixed.
+
 Commit statuses go to the forge's API, whose URL follows from the clone URL
 (github.com: https://api.github.com; GitHub Enterprise: HOST/api/v3; Gitea and
 Forgejo: HOST/api/v1; GitLab: HOST/api/v4; bitbucket.org:
@@ -142,7 +147,7 @@ clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 		url := fs.String("url", "", "git clone `URL` agents fetch from")
 		secret := fs.String("webhook-secret", "", "the webhook's `secret` (GitLab: its token)")
 		forge := fs.String("forge", "github", "`forge`: github, gitea (also Forgejo), gitlab or bitbucket")
-		branch := fs.String("default-branch", "main", "`branch` for scheduled and default manual builds")
+		branch := fs.String("default-branch", "", "`branch` for scheduled and default manual builds (default: the repository's own, as the server finds it at the URL; else main)")
 		apiURL := fs.String("api-url", "", "the forge API's base `URL`, for commit statuses (default: from the clone URL)")
 		if code, done := parseFlags(fs, args, stdout); done {
 			return code
@@ -161,7 +166,10 @@ clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 		if cf.json() {
 			printJSON(stdout, r)
 		} else {
-			fmt.Fprintf(stdout, "added %s (%s): point its webhook at %s/hooks/%s\n", r.Name, r.Forge, strings.TrimSuffix(*cf.server, "/"), r.Forge)
+			fmt.Fprintf(stdout, "added %s (%s, default branch %s): point its webhook at %s/hooks/%s\n", r.Name, r.Forge, r.DefaultBranch, strings.TrimSuffix(*cf.server, "/"), r.Forge)
+		}
+		if r.Warning != "" {
+			fmt.Fprintf(stderr, "gantry repo add: warning: %s\n", r.Warning)
 		}
 		return exitOK
 	case "list", "ls":

@@ -54,7 +54,7 @@ func TestAuditRecordsEveryAct(t *testing.T) {
 	admin := fmt.Sprintf("token:admin#%d", adminID)
 
 	before := len(auditLog(t, e.st)) // the agent tokens newAgentEnv made
-	if _, err := c.AddRepo(ctx, api.NewRepo{Name: "acme/web", CloneURL: "https://example.com/acme/web.git", WebhookSecret: "hush"}); err != nil {
+	if _, err := c.AddRepo(ctx, api.NewRepo{Name: "acme/web", CloneURL: "/srv/git/acme/web.git", WebhookSecret: "hush"}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := c.CreateAgentToken(ctx, api.NewAgentToken{Name: "builders", Labels: []string{"linux"}})
@@ -92,7 +92,7 @@ func TestAuditRecordsEveryAct(t *testing.T) {
 	got := auditLog(t, e.st)[before:]
 	reason := c.Reason
 	want := []string{
-		fmt.Sprintf("%s 127.0.0.1 repo.add repo:acme/web reason=%q map[clone_url:https://example.com/acme/web.git default_branch:main forge:github]", admin, reason),
+		fmt.Sprintf("%s 127.0.0.1 repo.add repo:acme/web reason=%q map[clone_url:/srv/git/acme/web.git default_branch:main forge:github]", admin, reason),
 		fmt.Sprintf("%s 127.0.0.1 token.create token:%d reason=%q map[kind:agent labels:linux name:builders]", admin, tok.ID, reason),
 		fmt.Sprintf("%s 127.0.0.1 token.revoke token:%d reason=%q map[kind:agent name:builders]", admin, tok.ID, reason),
 		fmt.Sprintf("%s 127.0.0.1 lock.add lock:deploy reason=%q map[capacity:2]", admin, reason),

@@ -115,8 +115,8 @@ func checkStatus(resp *http.Response) error {
 }
 
 // AddRepo registers a repository.
-func (c *Client) AddRepo(ctx context.Context, r NewRepo) (*Repo, error) {
-	var out Repo
+func (c *Client) AddRepo(ctx context.Context, r NewRepo) (*AddedRepo, error) {
+	var out AddedRepo
 	return &out, c.do(ctx, "POST", "/api/v1/repos", r, &out)
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -349,6 +350,9 @@ func validRepoName(name string) bool {
 	return true
 }
 
+// probeTimeout bounds how long adding a repository waits for the forge.
+const probeTimeout = 20 * time.Second
+
 func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	var in NewRepo
 	if err := readJSON(r, &in); err != nil {
@@ -375,8 +379,17 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if !known {
 		return badRequestf("forge %q: want one of %s", in.Forge, strings.Join(Forges, ", "))
 	}
+	// Ask the forge, as builds will, whether the URL and its credentials
+	// work, and which branch is its default when none was given.
+	pctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
+	head, perr := git.DefaultBranch(pctx, in.CloneURL)
+	cancel()
+	warning := ""
+	if perr != nil {
+		warning = fmt.Sprintf("the server cannot read the repository: %v; its builds fail until it can", perr)
+	}
 	if in.DefaultBranch == "" {
-		in.DefaultBranch = "main"
+		in.DefaultBranch = cmp.Or(head, "main")
 	}
 	rp := &store.Repo{Name: in.Name, CloneURL: in.CloneURL, Forge: in.Forge, WebhookSecret: in.WebhookSecret, DefaultBranch: in.DefaultBranch,
 		APIURL: strings.TrimSuffix(in.APIURL, "/")}
@@ -390,7 +403,10 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.audit(r, "repo.add", "repo:"+rp.Name, detail); err != nil {
 		return err
 	}
-	return WriteJSON(w, http.StatusCreated, RepoOf(rp))
+	if warning != "" && h.Log != nil {
+		h.Log.LogAttrs(r.Context(), slog.LevelWarn, "repository added but not readable", slog.String("repo", rp.Name), slog.String("reason", warning))
+	}
+	return WriteJSON(w, http.StatusCreated, AddedRepo{Repo: RepoOf(rp), Warning: warning})
 }
 
 func (h *Handler) deleteRepo(w http.ResponseWriter, r *http.Request) error {

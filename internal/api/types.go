@@ -21,6 +21,14 @@ type Repo struct {
 	CreatedAt     time.Time `json:"created_at"`
 }
 
+// AddedRepo answers POST /api/v1/repos: the repository, and a warning
+// when the server could not read it at the clone URL (it is registered all
+// the same: the forge may be down, or the credentials come later).
+type AddedRepo struct {
+	Repo
+	Warning string `json:"warning,omitempty"`
+}
+
 // NewRepo is the body of POST /api/v1/repos.
 type NewRepo struct {
 	Name          string `json:"name"`

@@ -797,3 +797,30 @@ func TestFetchWhileFetching(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultBranch(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	o := newOrigin(t)
+	o.commit(map[string]string{"a.txt": "one"})
+	if got, err := DefaultBranch(ctx, o.dir); err != nil || got != "main" {
+		t.Errorf("DefaultBranch(origin on main) = %q, %v; want main", got, err)
+	}
+	o.git("branch", "-m", "main", "trunk")
+	if got, err := DefaultBranch(ctx, o.dir); err != nil || got != "trunk" {
+		t.Errorf("DefaultBranch(origin on trunk) = %q, %v; want trunk", got, err)
+	}
+	empty := newOrigin(t)
+	if got, err := DefaultBranch(ctx, empty.dir); err != nil || got != "" {
+		t.Errorf("DefaultBranch(empty repository) = %q, %v; want none and no error", got, err)
+	}
+	missing := filepath.Join(t.TempDir(), "nope")
+	if _, err := DefaultBranch(ctx, missing); err == nil || !strings.Contains(err.Error(), "does not appear to be a git repository") {
+		t.Errorf("DefaultBranch(missing) = %v, want git's reason", err)
+	}
+	// Credentials never reach the error. (A port nothing listens on: no
+	// traffic leaves the machine.)
+	if _, err := DefaultBranch(ctx, "http://user:s3cret-token@127.0.0.1:1/acme/app.git"); err == nil || strings.Contains(err.Error(), "s3cret-token") {
+		t.Errorf("DefaultBranch(with credentials) = %v, want an error without them", err)
+	}
+}

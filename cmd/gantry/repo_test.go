@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gantry-ci/gantry/internal/api"
+)
+
+// TestRepoAddAsksTheForge registers repositories through the binary: the
+// server reads the repository at its URL, takes its default branch from
+// there when none is given, and warns at once, without refusing, when it
+// cannot read it (every build would fail).
+func TestRepoAddAsksTheForge(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	dir, _ := makeRepo(t, map[string]string{".gantry.yml": "jobs: {test: {steps: [\"echo on $GANTRY_BRANCH\"]}}\n"})
+	gitCmd(t, dir, "branch", "-m", "main", "trunk")
+
+	out, errOut, code := s.cli("repo", "add", "acme/app", "--url", dir, "--webhook-secret", "k")
+	if code != 0 || errOut != "" || !strings.Contains(out, "added acme/app (github, default branch trunk)") {
+		t.Fatalf("repo add of a trunk repository = %d\n%s%s; want it added with default branch trunk and no warning", code, out, errOut)
+	}
+	// A manual build without a branch builds the default one.
+	out, errOut, code = s.cli("trigger", "acme/app", "--output", "json")
+	var b api.Build
+	if code != 0 || json.Unmarshal([]byte(out), &b) != nil {
+		t.Fatalf("trigger = %d\n%s%s", code, out, errOut)
+	}
+	if b.Branch != "trunk" {
+		t.Errorf("trigger without --branch built %q, want trunk", b.Branch)
+	}
+	if got := s.waitBuild(b.ID, 30*time.Second); got.Status != "success" {
+		t.Errorf("build of trunk = %s, want success", got.Status)
+	}
+
+	// --default-branch wins over what the repository says.
+	out, errOut, code = s.cli("repo", "add", "acme/pinned", "--url", dir, "--webhook-secret", "k", "--default-branch", "release")
+	if code != 0 || !strings.Contains(out, "default branch release") {
+		t.Errorf("repo add --default-branch release = %d\n%s%s", code, out, errOut)
+	}
+
+	// A URL the server cannot read: registered, with git's reason on stderr.
+	gone := filepath.Join(t.TempDir(), "gone.git")
+	out, errOut, code = s.cli("repo", "add", "acme/gone", "--url", gone, "--webhook-secret", "k", "--output", "json")
+	var added api.AddedRepo
+	if code != 0 || json.Unmarshal([]byte(out), &added) != nil {
+		t.Fatalf("repo add of a missing repository = %d\n%s%s; want it added with a warning", code, out, errOut)
+	}
+	wantWhy := "the server cannot read the repository: reach " + gone + ": git: fatal: '" + gone + "' does not appear to be a git repository"
+	if !strings.Contains(added.Warning, wantWhy) || added.DefaultBranch != "main" {
+		t.Errorf("repo add of a missing repository answered warning %q, default branch %q; want %q and main", added.Warning, added.DefaultBranch, wantWhy)
+	}
+	if !strings.HasPrefix(errOut, "gantry repo add: warning: "+wantWhy) {
+		t.Errorf("repo add of a missing repository printed %q on stderr, want the warning", errOut)
+	}
+	out, _, _ = s.cli("repo", "list")
+	if !strings.Contains(out, "acme/gone") {
+		t.Errorf("repo list = %q, want acme/gone registered", out)
+	}
+}
