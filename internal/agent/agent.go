@@ -338,6 +338,9 @@ func (a *Agent) execute(ctx context.Context, w *workspace, as *queue.Assignment,
 		}
 	}
 	res := eng.RunJob(ctx, pl, job, as.Needs, b.add)
+	// The last step's end, and with it the server's last word on the
+	// lease, before anything is uploaded or the result is decided.
+	b.flush()
 	if res.Status == engine.Success && len(job.Artifacts) > 0 {
 		if err := a.upload(ctx, as, ws, job.Artifacts, say(max(len(job.Steps)-1, 0))); err != nil {
 			r := artifactResult(as.Job, err, lost)
@@ -371,10 +374,14 @@ func artifactResult(job string, err error, lost func(error) bool) *engine.JobRes
 // FlushInterval after the first unsent event, so a steady trickle of lines
 // cannot hold output back.
 //
-// Only a full batch makes the job wait for its sending, so that output
-// faster than the server takes it is held back rather than piling up in
-// memory. A step's start or end is sent at once but in the background: the
-// next step does not wait a round trip to the server to begin.
+// A step's start makes the step wait until the server took it: the answer
+// is the last word on the lease before the step's process starts, so a job
+// cancelled or taken away by then never begins another step (for a
+// deployment, another change to a host). A full batch waits too, so that
+// output faster than the server takes it is held back rather than piling
+// up in memory. A step's end is sent at once but in the background: it
+// goes with the next step's start at the latest, so a step boundary costs
+// one round trip to the server, not two.
 type batcher struct {
 	mu       sync.Mutex
 	events   []engine.Event
@@ -404,12 +411,12 @@ func (b *batcher) add(ev engine.Event) {
 	}
 	b.events = append(b.events, ev)
 	b.size += len(ev.Data)
-	full := b.size >= b.maxBytes
-	kick := !full && !b.kicked && (ev.Type == engine.StepStarted || ev.Type == engine.StepFinished)
+	wait := b.size >= b.maxBytes || ev.Type == engine.StepStarted
+	kick := !wait && !b.kicked && ev.Type == engine.StepFinished
 	b.kicked = b.kicked || kick
 	b.mu.Unlock()
 	switch {
-	case full:
+	case wait:
 		b.flush()
 	case kick:
 		go b.flush()
