@@ -37,6 +37,11 @@ func TestRepoAddAsksTheForge(t *testing.T) {
 		t.Errorf("build of trunk = %s, want success", got.Status)
 	}
 
+	// A name taken is refused, before the forge is asked.
+	if out, errOut, code := s.cli("repo", "add", "acme/app", "--url", filepath.Join(t.TempDir(), "other"), "--webhook-secret", "k"); code == 0 || !strings.Contains(errOut, "already exists") || strings.Contains(errOut, "warning") {
+		t.Errorf("repo add of a name taken = %d\n%s%s; want refused as already there, without asking the URL", code, out, errOut)
+	}
+
 	// --default-branch wins over what the repository says.
 	out, errOut, code = s.cli("repo", "add", "acme/pinned", "--url", dir, "--webhook-secret", "k", "--default-branch", "release")
 	if code != 0 || !strings.Contains(out, "default branch release") {

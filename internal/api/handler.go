@@ -379,6 +379,13 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if !known {
 		return badRequestf("forge %q: want one of %s", in.Forge, strings.Join(Forges, ", "))
 	}
+	// A name taken is refused before the forge is asked, which may take a
+	// while.
+	if _, err := h.Store.Repo(r.Context(), in.Name); err == nil {
+		return fmt.Errorf("repo %q: %w", in.Name, store.ErrConflict)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	// Ask the forge, as builds will, whether the URL and its credentials
 	// work, and which branch is its default when none was given.
 	pctx, cancel := context.WithTimeout(r.Context(), probeTimeout)

@@ -824,3 +824,23 @@ func TestDefaultBranch(t *testing.T) {
 		t.Errorf("DefaultBranch(with credentials) = %v, want an error without them", err)
 	}
 }
+
+// The probe asks the URL alone: run inside a repository, it does not take
+// that repository's remote names or config.
+func TestDefaultBranchIgnoresTheWorkingDirectory(t *testing.T) {
+	o := newOrigin(t)
+	o.commit(map[string]string{"a.txt": "one"})
+	o.git("branch", "-m", "main", "trunk")
+	here := newOrigin(t)
+	here.git("remote", "add", "prod", o.dir)
+	t.Chdir(here.dir)
+	if got, err := DefaultBranch(t.Context(), "prod"); err == nil {
+		t.Errorf("DefaultBranch(prod) inside a repository with a remote prod = %q, want an error: prod is no URL", got)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Nanosecond)
+	defer cancel()
+	time.Sleep(time.Millisecond)
+	if _, err := DefaultBranch(ctx, o.dir); err == nil || !strings.Contains(err.Error(), "no answer in time") {
+		t.Errorf("DefaultBranch past its deadline = %v, want no answer in time", err)
+	}
+}

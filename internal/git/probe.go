@@ -2,7 +2,9 @@ package git
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -13,8 +15,15 @@ import (
 // and no error. The error says what git said, with credentials removed.
 func DefaultBranch(ctx context.Context, url string) (string, error) {
 	m := &Mirror{url: url, env: gitEnv()}
-	out, err := m.run(ctx, "", "ls-remote", "--symref", "--", url, "HEAD")
-	if err != nil {
+	// No repository around it: the config of one that the server happens
+	// to run inside (its remotes, url.insteadOf, credential helpers) must
+	// not change what the URL means, as it does not for the mirror's
+	// fetches.
+	out, err := m.run(ctx, "", "--git-dir="+os.DevNull, "ls-remote", "--symref", "--", url, "HEAD")
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "", fmt.Errorf("reach %s: no answer in time", redactURL(url))
+	case err != nil:
 		return "", fmt.Errorf("reach %s: %w", redactURL(url), err)
 	}
 	for line := range strings.Lines(string(out)) {
