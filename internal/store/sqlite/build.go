@@ -269,10 +269,10 @@ func (s *Store) Build(ctx context.Context, id int64) (*store.Build, error) {
 	return b, nil
 }
 
-// Builds returns the builds that match f, newest (highest ID) first, with
-// their jobs but without steps or pipeline. A Repo that does not exist
-// matches nothing; it is not an error. A Limit of 0 or less means 50.
-func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build, error) {
+// buildsQuery is the query of Builds. Unfinished's condition is, word for
+// word, the WHERE of the partial index builds_unfinished (migration 0013):
+// SQLite uses a partial index only for a query whose terms match it.
+func buildsQuery(f store.BuildFilter) (string, []any) {
 	var where []string
 	var args []any
 	if f.Repo != "" {
@@ -300,7 +300,14 @@ func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build
 	}
 	q += " ORDER BY b.id DESC LIMIT ?"
 	args = append(args, limit)
+	return q, args
+}
 
+// Builds returns the builds that match f, newest (highest ID) first, with
+// their jobs but without steps or pipeline. A Repo that does not exist
+// matches nothing; it is not an error. A Limit of 0 or less means 50.
+func (s *Store) Builds(ctx context.Context, f store.BuildFilter) ([]*store.Build, error) {
+	q, args := buildsQuery(f)
 	var out []*store.Build
 	err := s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, q, args...)
