@@ -543,6 +543,7 @@ func TestServerBadge(t *testing.T) {
 	repoDir, sha := makeRepo(t, map[string]string{".gantry.yml": helloPipeline})
 	gitCmd(t, repoDir, "checkout", "-q", "-b", "feature")
 	bad := commit(t, repoDir, map[string]string{".gantry.yml": "jobs: {test: {steps: [\"exit 3\"]}}\n"})
+	gitCmd(t, repoDir, "checkout", "-q", "main") // the forge's default branch, which repo add finds
 	s := startServer(t, t.TempDir())
 	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", repoDir, "--webhook-secret", "k"); code != 0 {
 		t.Fatal(errOut)
