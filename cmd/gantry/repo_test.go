@@ -66,4 +66,18 @@ func TestRepoAddAsksTheForge(t *testing.T) {
 	if !strings.Contains(out, "acme/gone") {
 		t.Errorf("repo list = %q, want acme/gone registered", out)
 	}
+
+	// Credentials in a clone URL are for fetching: no listing, answer,
+	// warning or audit entry shows them. (A port nothing listens on, on
+	// this machine: the probe fails at once.)
+	secretURL := "https://ci-bot:s3cret-token@127.0.0.1:1/acme/private.git"
+	out, errOut, code = s.cli("repo", "add", "acme/private", "--url", secretURL, "--webhook-secret", "k", "--output", "json")
+	if code != 0 || strings.Contains(out+errOut, "s3cret-token") || !strings.Contains(out, "https://***@127.0.0.1:1/acme/private.git") {
+		t.Errorf("repo add with credentials in the URL = %d\n%s%s; want them shown as ***", code, out, errOut)
+	}
+	for _, args := range [][]string{{"repo", "list"}, {"repo", "list", "--output", "json"}, {"audit", "--output", "json"}} {
+		if out, errOut, _ := s.cli(args...); strings.Contains(out+errOut, "s3cret-token") {
+			t.Errorf("gantry %s shows the clone URL's credentials:\n%s%s", strings.Join(args, " "), out, errOut)
+		}
+	}
 }

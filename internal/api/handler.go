@@ -403,7 +403,7 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.CreateRepo(r.Context(), rp); err != nil {
 		return err
 	}
-	detail := map[string]string{"clone_url": rp.CloneURL, "forge": rp.Forge, "default_branch": rp.DefaultBranch}
+	detail := map[string]string{"clone_url": git.RedactURL(rp.CloneURL), "forge": rp.Forge, "default_branch": rp.DefaultBranch}
 	if rp.APIURL != "" {
 		detail["api_url"] = rp.APIURL // where the forge token goes
 	}

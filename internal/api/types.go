@@ -4,6 +4,7 @@
 package api
 
 import (
+	"github.com/gantry-ci/gantry/internal/git"
 	"time"
 
 	"github.com/gantry-ci/gantry/internal/store"
@@ -126,9 +127,11 @@ func exitCode(code int, status string) *int {
 	return &code
 }
 
-// RepoOf converts a stored repo.
+// RepoOf converts a stored repo. The clone URL's credentials, if it has
+// any, stay on the server: they are for fetching, not for whoever may see
+// the repository.
 func RepoOf(r *store.Repo) Repo {
-	return Repo{Name: r.Name, CloneURL: r.CloneURL, Forge: r.Forge, DefaultBranch: r.DefaultBranch, APIURL: r.APIURL, CreatedAt: r.CreatedAt.UTC()}
+	return Repo{Name: r.Name, CloneURL: git.RedactURL(r.CloneURL), Forge: r.Forge, DefaultBranch: r.DefaultBranch, APIURL: r.APIURL, CreatedAt: r.CreatedAt.UTC()}
 }
 
 // BuildOf converts a stored build.

@@ -685,6 +685,9 @@ func (m *Mirror) redact(s string) string {
 	return s
 }
 
+// RedactURL returns a clone URL fit to show: see redactURL.
+func RedactURL(raw string) string { return redactURL(raw) }
+
 // redactURL returns u fit for an error or a log: a password goes, and so does
 // the user name of an http URL, which may itself be a token
 // (https://TOKEN@github.com/...). The user of an ssh URL (git@) stays.
