@@ -118,7 +118,7 @@ func parseID(s string, stderr io.Writer, cmd string) (int64, bool) {
 }
 
 func repoCmd(args []string, stdout, stderr io.Writer) int {
-	usage := "gantry repo add OWNER/NAME --url URL --webhook-secret SECRET [--forge F] [--api-url URL] | list | rm OWNER/NAME"
+	usage := "gantry repo add OWNER/NAME --url URL --webhook-secret SECRET [--forge F] [--api-url URL] | set OWNER/NAME [--url URL] [--webhook-secret SECRET] ... | list | rm OWNER/NAME"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: "+usage)
 		return exitUsage
@@ -127,7 +127,7 @@ func repoCmd(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	switch sub {
 	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(stdout, "usage: "+usage+"\n\nRun 'gantry repo add --help' (or list, rm) for a subcommand's flags.")
+		fmt.Fprintln(stdout, "usage: "+usage+"\n\nRun 'gantry repo add --help' (or set, list, rm) for a subcommand's flags.")
 		return exitOK
 	case "add":
 		fs := newFlagSet("repo add", "repo add OWNER/NAME --url GIT_URL --webhook-secret SECRET [--forge F] [--api-url URL]",
@@ -195,9 +195,69 @@ clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 		}
 		fmt.Fprintf(stdout, "removed %s\n", fs.Arg(0))
 		return exitOK
+	case "set":
+		return repoSetCmd(ctx, args, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "gantry repo: unknown subcommand %q\nusage: %s\n", sub, usage)
 	return exitUsage
+}
+
+// repoSetCmd changes a repository's settings and keeps its builds: a
+// rotated token in the clone URL, a new webhook secret, a moved forge.
+func repoSetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("repo set", "repo set OWNER/NAME [--url GIT_URL] [--webhook-secret SECRET] [--forge F] [--default-branch B] [--api-url URL]",
+		`Changes what the flags given say of a registered repository; the rest, and
+its builds, stay. A new URL is read from the server first, as for repo add,
+with a warning when that fails. A new webhook secret takes effect at once:
+change it on the forge too. An empty --api-url goes back to the API the
+clone URL implies.`, stdout, stderr)
+	cf := addClientFlags(fs)
+	url := fs.String("url", "", "git clone `URL` agents fetch from")
+	secret := fs.String("webhook-secret", "", "the webhook's `secret` (GitLab: its token)")
+	forge := fs.String("forge", "", "`forge`: github, gitea (also Forgejo), gitlab or bitbucket")
+	branch := fs.String("default-branch", "", "`branch` for scheduled and default manual builds")
+	apiURL := fs.String("api-url", "", "the forge API's base `URL`, for commit statuses")
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
+	}
+	if !needArgs(fs, 1, "one OWNER/NAME", stderr) {
+		return exitUsage
+	}
+	// Only the flags given change anything: an empty --api-url is a value.
+	var ch api.RepoChange
+	var what []string
+	fields := map[string]struct {
+		to  **string
+		val *string
+	}{"url": {&ch.CloneURL, url}, "webhook-secret": {&ch.WebhookSecret, secret}, "forge": {&ch.Forge, forge},
+		"default-branch": {&ch.DefaultBranch, branch}, "api-url": {&ch.APIURL, apiURL}}
+	fs.Visit(func(f *flag.Flag) {
+		if fl, ok := fields[f.Name]; ok {
+			*fl.to = fl.val
+			what = append(what, f.Name)
+		}
+	})
+	if len(what) == 0 {
+		fmt.Fprintln(stderr, "gantry repo set: nothing to change: give --url, --webhook-secret, --forge, --default-branch or --api-url")
+		return exitUsage
+	}
+	c, ok := cf.client(stderr)
+	if !ok {
+		return exitUsage
+	}
+	r, err := c.UpdateRepo(ctx, fs.Arg(0), ch)
+	if err != nil {
+		return fail(stderr, "repo set", err)
+	}
+	if cf.json() {
+		printJSON(stdout, r)
+	} else {
+		fmt.Fprintf(stdout, "updated %s: %s\n", r.Name, strings.Join(what, ", "))
+	}
+	if r.Warning != "" {
+		fmt.Fprintf(stderr, "gantry repo set: warning: %s\n", r.Warning)
+	}
+	return exitOK
 }
 
 func triggerCmd(args []string, stdout, stderr io.Writer) int {

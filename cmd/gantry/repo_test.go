@@ -81,3 +81,52 @@ func TestRepoAddAsksTheForge(t *testing.T) {
 		}
 	}
 }
+
+// TestRepoSet fixes a repository registered with a wrong URL and rotates
+// its webhook secret, through the binary: its builds stay, the old secret
+// is refused at once, and the new settings build.
+func TestRepoSet(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	dir, sha := makeRepo(t, map[string]string{".gantry.yml": "jobs: {test: {steps: [\"echo hi\"]}}\n"})
+	wrong := filepath.Join(t.TempDir(), "typo.git")
+	if _, errOut, code := s.cli("repo", "add", "acme/app", "--url", wrong, "--webhook-secret", "old"); code != 0 || !strings.Contains(errOut, "warning") {
+		t.Fatalf("repo add with a wrong URL = %d %s, want added with a warning", code, errOut)
+	}
+	failed := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "old")).body.Builds[0]
+	if failed.Status != "error" || !strings.Contains(failed.Reason, "does not appear to be a git repository") {
+		t.Fatalf("build from the wrong URL = %s %q, want an error saying why", failed.Status, failed.Reason)
+	}
+
+	if out, errOut, code := s.cli("repo", "set", "acme/app"); code != 2 || !strings.Contains(errOut, "nothing to change") {
+		t.Errorf("repo set without a flag = %d\n%s%s; want a usage error", code, out, errOut)
+	}
+	if out, errOut, code := s.cli("repo", "set", "acme/none", "--url", dir); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Errorf("repo set of an unknown repo = %d\n%s%s; want not found", code, out, errOut)
+	}
+	if out, errOut, code := s.cli("repo", "set", "acme/app", "--forge", "sourcehut"); code == 0 || !strings.Contains(errOut, `forge "sourcehut"`) {
+		t.Errorf("repo set --forge sourcehut = %d\n%s%s; want refused", code, out, errOut)
+	}
+	out, errOut, code := s.cli("repo", "set", "acme/app", "--url", dir, "--webhook-secret", "new")
+	if code != 0 || errOut != "" || !strings.Contains(out, "updated acme/app: url, webhook-secret") {
+		t.Fatalf("repo set --url --webhook-secret = %d\n%s%s; want updated without a warning", code, out, errOut)
+	}
+
+	if a := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d2", "old")); a.status != 401 {
+		t.Errorf("push signed with the old secret = %d, want 401", a.status)
+	}
+	a := s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d3", "new"))
+	if a.status != 201 {
+		t.Fatalf("push signed with the new secret = %d, want 201", a.status)
+	}
+	if b := s.waitBuild(a.body.Builds[0].ID, 30*time.Second); b.Status != "success" {
+		t.Errorf("build after the URL was fixed = %s %q, want success", b.Status, b.Reason)
+	}
+	if b, err := s.client().Build(t.Context(), failed.ID); err != nil || b.Status != "error" {
+		t.Errorf("the build from before = %v, %v; want it kept", b, err)
+	}
+	out, _, _ = s.cli("audit", "--output", "json")
+	if !strings.Contains(out, "repo.update") || !strings.Contains(out, `"webhook_secret": "changed"`) || strings.Contains(out, `"new"`) {
+		t.Errorf("audit after repo set = %s; want repo.update with the secret changed but not shown", out)
+	}
+}

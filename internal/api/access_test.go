@@ -213,6 +213,10 @@ func TestEveryRouteChecksRoles(t *testing.T) {
 		"POST /api/v1/repos": func(e *accessEnv) tc {
 			return tc{"POST", "/api/v1/repos", api.NewRepo{Name: "acme/new", CloneURL: origin, WebhookSecret: "k"}, "root"}
 		},
+		"PATCH /api/v1/repos/{repo...}": func(e *accessEnv) tc {
+			branch := "trunk"
+			return tc{"PATCH", "/api/v1/repos/acme/web", api.RepoChange{DefaultBranch: &branch}, "owner"}
+		},
 		"DELETE /api/v1/repos/{repo...}": func(e *accessEnv) tc {
 			return tc{"DELETE", "/api/v1/repos/acme/web", nil, "owner"}
 		},

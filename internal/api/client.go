@@ -126,6 +126,12 @@ func (c *Client) Repos(ctx context.Context) ([]Repo, error) {
 	return out, c.do(ctx, "GET", "/api/v1/repos", nil, &out)
 }
 
+// UpdateRepo changes a repository's settings; see RepoChange.
+func (c *Client) UpdateRepo(ctx context.Context, name string, ch RepoChange) (*AddedRepo, error) {
+	var out AddedRepo
+	return &out, c.do(ctx, "PATCH", "/api/v1/repos/"+name, ch, &out)
+}
+
 // DeleteRepo removes a repository and its builds.
 func (c *Client) DeleteRepo(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/api/v1/repos/"+name, nil, nil)

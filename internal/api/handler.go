@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -88,6 +89,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	admin := func(s scope) rule { return rule{store.RoleAdmin, s} }
 	h.route(mux, "GET /api/v1/repos", anyUser, h.listRepos)
 	h.route(mux, "POST /api/v1/repos", adminOnly, h.addRepo)
+	h.route(mux, "PATCH /api/v1/repos/{repo...}", admin(repoPath), h.updateRepo)
 	h.route(mux, "DELETE /api/v1/repos/{repo...}", admin(repoPath), h.deleteRepo)
 	h.route(mux, "POST /api/v1/builds", developer(repoBody), h.trigger)
 	h.route(mux, "GET /api/v1/builds", viewer(repoQuery), h.listBuilds)
@@ -358,26 +360,14 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	switch {
-	case !validRepoName(in.Name):
-		return badRequestf("repo name %q: want OWNER/NAME", in.Name)
-	case in.CloneURL == "":
-		return badRequestf("clone_url is required")
-	case in.WebhookSecret == "":
-		return badRequestf("webhook_secret is required: unsigned webhooks are never accepted")
-	}
-	if err := checkAPIURL(in.APIURL); err != nil {
-		return err
-	}
 	if in.Forge == "" {
 		in.Forge = "github"
 	}
-	known := false
-	for _, f := range Forges {
-		known = known || f == in.Forge
+	if !validRepoName(in.Name) {
+		return badRequestf("repo name %q: want OWNER/NAME", in.Name)
 	}
-	if !known {
-		return badRequestf("forge %q: want one of %s", in.Forge, strings.Join(Forges, ", "))
+	if err := checkRepo(in.CloneURL, in.WebhookSecret, in.Forge, in.APIURL); err != nil {
+		return err
 	}
 	// A name taken is refused before the forge is asked, which may take a
 	// while.
@@ -386,15 +376,7 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	// Ask the forge, as builds will, whether the URL and its credentials
-	// work, and which branch is its default when none was given.
-	pctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
-	head, perr := git.DefaultBranch(pctx, in.CloneURL)
-	cancel()
-	warning := ""
-	if perr != nil {
-		warning = fmt.Sprintf("the server cannot read the repository: %v; its builds fail until it can", perr)
-	}
+	head, warning := probeRepo(r.Context(), in.CloneURL)
 	if in.DefaultBranch == "" {
 		in.DefaultBranch = cmp.Or(head, "main")
 	}
@@ -410,10 +392,98 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.audit(r, "repo.add", "repo:"+rp.Name, detail); err != nil {
 		return err
 	}
-	if warning != "" && h.Log != nil {
-		h.Log.LogAttrs(r.Context(), slog.LevelWarn, "repository added but not readable", slog.String("repo", rp.Name), slog.String("reason", warning))
-	}
+	h.warnUnreadable(r, rp.Name, warning)
 	return WriteJSON(w, http.StatusCreated, AddedRepo{Repo: RepoOf(rp), Warning: warning})
+}
+
+// updateRepo changes the settings a RepoChange gives, and keeps the
+// repository's builds: a rotated token or webhook secret, a moved forge.
+func (h *Handler) updateRepo(w http.ResponseWriter, r *http.Request) error {
+	var in RepoChange
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	rp, err := h.Store.Repo(r.Context(), r.PathValue("repo"))
+	if err != nil {
+		return err
+	}
+	detail := map[string]string{}
+	set := func(field string, p *string, to *string, shown string) {
+		if p != nil && *p != *to {
+			*to, detail[field] = *p, shown
+		}
+	}
+	if in.CloneURL != nil {
+		set("clone_url", in.CloneURL, &rp.CloneURL, git.RedactURL(*in.CloneURL))
+	}
+	if in.WebhookSecret != nil {
+		set("webhook_secret", in.WebhookSecret, &rp.WebhookSecret, "changed")
+	}
+	if in.Forge != nil {
+		set("forge", in.Forge, &rp.Forge, *in.Forge)
+	}
+	if in.DefaultBranch != nil {
+		if *in.DefaultBranch == "" {
+			return badRequestf("default_branch cannot be empty")
+		}
+		set("default_branch", in.DefaultBranch, &rp.DefaultBranch, *in.DefaultBranch)
+	}
+	if in.APIURL != nil {
+		u := strings.TrimSuffix(*in.APIURL, "/")
+		set("api_url", &u, &rp.APIURL, cmp.Or(u, "(from the clone URL)"))
+	}
+	if in == (RepoChange{}) {
+		return badRequestf("nothing to change: give clone_url, webhook_secret, forge, default_branch or api_url")
+	}
+	if err := checkRepo(rp.CloneURL, rp.WebhookSecret, rp.Forge, rp.APIURL); err != nil {
+		return err
+	}
+	warning := ""
+	if _, changed := detail["clone_url"]; changed {
+		_, warning = probeRepo(r.Context(), rp.CloneURL)
+	}
+	if len(detail) > 0 {
+		if err := h.Store.UpdateRepo(r.Context(), rp); err != nil {
+			return err
+		}
+		if err := h.audit(r, "repo.update", "repo:"+rp.Name, detail); err != nil {
+			return err
+		}
+	}
+	h.warnUnreadable(r, rp.Name, warning)
+	return WriteJSON(w, http.StatusOK, AddedRepo{Repo: RepoOf(rp), Warning: warning})
+}
+
+// checkRepo refuses the settings of a repository that could not work.
+func checkRepo(cloneURL, webhookSecret, forge, apiURL string) error {
+	switch {
+	case cloneURL == "":
+		return badRequestf("clone_url is required")
+	case webhookSecret == "":
+		return badRequestf("webhook_secret is required: unsigned webhooks are never accepted")
+	case !slices.Contains(Forges, forge):
+		return badRequestf("forge %q: want one of %s", forge, strings.Join(Forges, ", "))
+	}
+	return checkAPIURL(apiURL)
+}
+
+// probeRepo asks the forge, as builds will, whether the URL and its
+// credentials work, and which branch is its default; warning says why
+// not, when they do not.
+func probeRepo(ctx context.Context, cloneURL string) (head, warning string) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	head, err := git.DefaultBranch(ctx, cloneURL)
+	if err != nil {
+		return "", fmt.Sprintf("the server cannot read the repository: %v; its builds fail until it can", err)
+	}
+	return head, ""
+}
+
+func (h *Handler) warnUnreadable(r *http.Request, repo, warning string) {
+	if warning != "" && h.Log != nil {
+		h.Log.LogAttrs(r.Context(), slog.LevelWarn, "repository not readable", slog.String("repo", repo), slog.String("reason", warning))
+	}
 }
 
 func (h *Handler) deleteRepo(w http.ResponseWriter, r *http.Request) error {

@@ -30,6 +30,17 @@ type AddedRepo struct {
 	Warning string `json:"warning,omitempty"`
 }
 
+// RepoChange is the body of PATCH /api/v1/repos/{owner}/{name}: the
+// settings to change. Those left out keep their value; an empty api_url
+// goes back to the one the clone URL implies.
+type RepoChange struct {
+	CloneURL      *string `json:"clone_url,omitempty"`
+	WebhookSecret *string `json:"webhook_secret,omitempty"`
+	Forge         *string `json:"forge,omitempty"`
+	DefaultBranch *string `json:"default_branch,omitempty"`
+	APIURL        *string `json:"api_url,omitempty"`
+}
+
 // NewRepo is the body of POST /api/v1/repos.
 type NewRepo struct {
 	Name          string `json:"name"`

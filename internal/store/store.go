@@ -246,6 +246,10 @@ type Store interface {
 	Repo(ctx context.Context, name string) (*Repo, error)
 	// Repos returns every repo, by name.
 	Repos(ctx context.Context) ([]*Repo, error)
+	// UpdateRepo stores r's clone URL, forge, webhook secret, default
+	// branch and API URL over those of the repo named r.Name; its builds
+	// stay. ErrNotFound when there is no such repo.
+	UpdateRepo(ctx context.Context, r *Repo) error
 	// DeleteRepo removes a repo with its builds, jobs, logs and grants.
 	DeleteRepo(ctx context.Context, name string) error
 

@@ -67,6 +67,16 @@ func (s *Store) Repos(ctx context.Context) ([]*store.Repo, error) {
 	return out, nil
 }
 
+// UpdateRepo stores r's settings over those of the repo named r.Name.
+func (s *Store) UpdateRepo(ctx context.Context, r *store.Repo) error {
+	err := mustAffect(s.pool.Exec(ctx, `UPDATE repos SET clone_url = $1, forge = $2, webhook_secret = $3, default_branch = $4, api_url = $5
+		WHERE name = $6`, r.CloneURL, r.Forge, r.WebhookSecret, r.DefaultBranch, r.APIURL, r.Name))
+	if err != nil {
+		return fmt.Errorf("update repo %q: %w", r.Name, translate(err))
+	}
+	return nil
+}
+
 // DeleteRepo removes a repo; its builds, their jobs, steps and logs go
 // with it through ON DELETE CASCADE. store.ErrNotFound when there is no
 // such repo. An Update of one of its builds in progress finishes first;

@@ -68,6 +68,27 @@ func (s *Store) Repos(ctx context.Context) ([]*store.Repo, error) {
 	return out, nil
 }
 
+// UpdateRepo stores r's settings over those of the repo named r.Name.
+func (s *Store) UpdateRepo(ctx context.Context, r *store.Repo) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE repos SET clone_url = ?, forge = ?, webhook_secret = ?, default_branch = ?, api_url = ?
+			WHERE name = ?`, r.CloneURL, r.Forge, r.WebhookSecret, r.DefaultBranch, r.APIURL, r.Name)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update repo %q: %w", r.Name, translate(err))
+	}
+	return nil
+}
+
 // DeleteRepo removes a repo; its builds, their jobs, steps and logs go
 // with it through ON DELETE CASCADE. store.ErrNotFound when there is no
 // such repo.

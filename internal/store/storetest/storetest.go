@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		fn   func(t *testing.T, s store.Store)
 	}{
 		{"Repos", testRepos},
+		{"UpdateRepo", testUpdateRepo},
 		{"DeleteRepoCascades", testDeleteRepoCascades},
 		{"CreateBuildNumbers", testCreateBuildNumbers},
 		{"CreateBuildNumbersConcurrent", testCreateBuildNumbersConcurrent},
@@ -185,6 +186,37 @@ func finish(t *testing.T, s store.Store, buildID, jobID int64, status string) {
 func near(got, want time.Time) bool {
 	d := got.Sub(want)
 	return d > -time.Second && d < time.Second
+}
+
+func testUpdateRepo(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r := newRepo(t, s, "acme/a")
+	other := newRepo(t, s, "acme/b")
+	b := newBuild(t, s, r, []*store.Job{queued("a", 0)})
+	changed := *r
+	changed.CloneURL, changed.Forge, changed.WebhookSecret, changed.DefaultBranch, changed.APIURL =
+		"https://git.example.com/acme/a.git", "gitlab", "new-secret", "trunk", "https://git.example.com/api/v4"
+	if err := s.UpdateRepo(ctx, &changed); err != nil {
+		t.Fatalf("UpdateRepo = %v", err)
+	}
+	got, err := s.Repo(ctx, "acme/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&changed, got, opts...); diff != "" {
+		t.Errorf("Repo after UpdateRepo (-want +got):\n%s", diff)
+	}
+	if got, _ := s.Repo(ctx, "acme/b"); got == nil || got.CloneURL != other.CloneURL || got.WebhookSecret != other.WebhookSecret {
+		t.Errorf("UpdateRepo of acme/a changed acme/b: %+v", got)
+	}
+	if got := getBuild(t, s, b.ID); got.Repo != "acme/a" {
+		t.Errorf("build of the updated repo = %+v, want it kept", got)
+	}
+	missing := changed
+	missing.Name = "acme/none"
+	if err := s.UpdateRepo(ctx, &missing); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateRepo(acme/none) = %v, want ErrNotFound", err)
+	}
 }
 
 func testRepos(t *testing.T, s store.Store) {
