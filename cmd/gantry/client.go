@@ -144,11 +144,7 @@ Forgejo: HOST/api/v1; GitLab: HOST/api/v4; bitbucket.org:
 https://api.bitbucket.org/2.0); --api-url sets it when it does not (an ssh
 clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 		cf := addClientFlags(fs)
-		url := fs.String("url", "", "git clone `URL` agents fetch from")
-		secret := fs.String("webhook-secret", "", "the webhook's `secret` (GitLab: its token)")
-		forge := fs.String("forge", "github", "`forge`: github, gitea (also Forgejo), gitlab or bitbucket")
-		branch := fs.String("default-branch", "", "`branch` for scheduled and default manual builds (default: the repository's own, as the server finds it at the URL; else main)")
-		apiURL := fs.String("api-url", "", "the forge API's base `URL`, for commit statuses (default: from the clone URL)")
+		rf := addRepoFlags(fs, "github", " (default: the repository's own, as the server finds it at the URL; else main)", " (default: from the clone URL)")
 		if code, done := parseFlags(fs, args, stdout); done {
 			return code
 		}
@@ -159,7 +155,7 @@ clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 		if !ok {
 			return exitUsage
 		}
-		r, err := c.AddRepo(ctx, api.NewRepo{Name: fs.Arg(0), CloneURL: *url, WebhookSecret: *secret, Forge: *forge, DefaultBranch: *branch, APIURL: *apiURL})
+		r, err := c.AddRepo(ctx, api.NewRepo{Name: fs.Arg(0), CloneURL: *rf.url, WebhookSecret: *rf.secret, Forge: *rf.forge, DefaultBranch: *rf.branch, APIURL: *rf.apiURL})
 		if err != nil {
 			return fail(stderr, "repo add", err)
 		}
@@ -202,6 +198,20 @@ clone URL of a self-hosted forge, a local path, a proxy).`, stdout, stderr)
 	return exitUsage
 }
 
+// repoFlags are the settings of a repository that repo add and repo set
+// take.
+type repoFlags struct{ url, secret, forge, branch, apiURL *string }
+
+func addRepoFlags(fs *flag.FlagSet, forge, branchDefault, apiDefault string) repoFlags {
+	return repoFlags{
+		url:    fs.String("url", "", "git clone `URL` agents fetch from"),
+		secret: fs.String("webhook-secret", "", "the webhook's `secret` (GitLab: its token)"),
+		forge:  fs.String("forge", forge, "`forge`: github, gitea (also Forgejo), gitlab or bitbucket"),
+		branch: fs.String("default-branch", "", "`branch` for scheduled and default manual builds"+branchDefault),
+		apiURL: fs.String("api-url", "", "the forge API's base `URL`, for commit statuses"+apiDefault),
+	}
+}
+
 // repoSetCmd changes a repository's settings and keeps its builds: a
 // rotated token in the clone URL, a new webhook secret, a moved forge.
 func repoSetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -212,11 +222,7 @@ with a warning when that fails. A new webhook secret takes effect at once:
 change it on the forge too. An empty --api-url goes back to the API the
 clone URL implies.`, stdout, stderr)
 	cf := addClientFlags(fs)
-	url := fs.String("url", "", "git clone `URL` agents fetch from")
-	secret := fs.String("webhook-secret", "", "the webhook's `secret` (GitLab: its token)")
-	forge := fs.String("forge", "", "`forge`: github, gitea (also Forgejo), gitlab or bitbucket")
-	branch := fs.String("default-branch", "", "`branch` for scheduled and default manual builds")
-	apiURL := fs.String("api-url", "", "the forge API's base `URL`, for commit statuses")
+	rf := addRepoFlags(fs, "", "", "")
 	if code, done := parseFlags(fs, args, stdout); done {
 		return code
 	}
@@ -229,8 +235,8 @@ clone URL implies.`, stdout, stderr)
 	fields := map[string]struct {
 		to  **string
 		val *string
-	}{"url": {&ch.CloneURL, url}, "webhook-secret": {&ch.WebhookSecret, secret}, "forge": {&ch.Forge, forge},
-		"default-branch": {&ch.DefaultBranch, branch}, "api-url": {&ch.APIURL, apiURL}}
+	}{"url": {&ch.CloneURL, rf.url}, "webhook-secret": {&ch.WebhookSecret, rf.secret}, "forge": {&ch.Forge, rf.forge},
+		"default-branch": {&ch.DefaultBranch, rf.branch}, "api-url": {&ch.APIURL, rf.apiURL}}
 	fs.Visit(func(f *flag.Flag) {
 		if fl, ok := fields[f.Name]; ok {
 			*fl.to = fl.val

@@ -71,17 +71,8 @@ func (s *Store) Repos(ctx context.Context) ([]*store.Repo, error) {
 // UpdateRepo stores r's settings over those of the repo named r.Name.
 func (s *Store) UpdateRepo(ctx context.Context, r *store.Repo) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE repos SET clone_url = ?, forge = ?, webhook_secret = ?, default_branch = ?, api_url = ?
-			WHERE name = ?`, r.CloneURL, r.Forge, r.WebhookSecret, r.DefaultBranch, r.APIURL, r.Name)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
-		}
-		return nil
+		return mustAffect(tx.ExecContext(ctx, `UPDATE repos SET clone_url = ?, forge = ?, webhook_secret = ?, default_branch = ?, api_url = ?
+			WHERE name = ?`, r.CloneURL, r.Forge, r.WebhookSecret, r.DefaultBranch, r.APIURL, r.Name))
 	})
 	if err != nil {
 		return fmt.Errorf("update repo %q: %w", r.Name, translate(err))
@@ -94,16 +85,10 @@ func (s *Store) UpdateRepo(ctx context.Context, r *store.Repo) error {
 // such repo.
 func (s *Store) DeleteRepo(ctx context.Context, name string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM repos WHERE name = ?`, name)
-		if err != nil {
+		if err := mustAffect(tx.ExecContext(ctx, `DELETE FROM repos WHERE name = ?`, name)); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return store.ErrNotFound
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM grants WHERE repo = ?`, name)
+		_, err := tx.ExecContext(ctx, `DELETE FROM grants WHERE repo = ?`, name)
 		return err
 	})
 	if err != nil {
