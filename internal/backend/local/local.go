@@ -231,27 +231,44 @@ func (j *job) Exec(ctx context.Context, step backend.StepSpec, out io.Writer) (b
 	cmd.Args[0] = step.Command[0]
 	cmd.Dir = dir
 	cmd.Env = env
-	// One writer value for both makes os/exec give the child one pipe for
-	// both, so their interleaving is the order the child wrote in.
-	w := &outWriter{w: out}
-	cmd.Stdout, cmd.Stderr = w, w
+	// One pipe for stdout and stderr, so that their interleaving is the
+	// order the child wrote in. It is read here rather than by os/exec,
+	// whose WaitDelay would close it with the child's last output still
+	// unread whenever the reading goroutine is slow to run (a busy
+	// machine): see copyOutput.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return notRun, fmt.Errorf("exec step %q: %w", step.Name, err)
+	}
+	defer pr.Close()
+	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = j.b.waitDelay
 
 	// Start under the lock, so that Close either sees the new group or
 	// makes us refuse to start.
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
+		pw.Close()
 		return notRun, fmt.Errorf("exec step %q: %w", step.Name, errClosed)
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close() // the child has its own
+	if err != nil {
 		j.mu.Unlock()
 		return notRun, fmt.Errorf("exec step %q: %w", step.Name, err)
 	}
 	pgid := cmd.Process.Pid
 	j.groups = append(j.groups, pgid)
 	j.mu.Unlock()
+	w := &outWriter{w: out}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		if _, err := io.Copy(w, pr); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			pr.Close() // nobody reads any more: the step's writes fail rather than block
+		}
+	}()
 
 	var stopped chan struct{}
 	if ctx.Done() != nil {
@@ -269,6 +286,7 @@ func (j *job) Exec(ctx context.Context, step backend.StepSpec, out io.Writer) (b
 	if cancelled {
 		<-stopped // the group is gone or killed
 	}
+	copyOutput(pr, w, copied, j.b.waitDelay)
 
 	res := backend.Result{ExitCode: cmd.ProcessState.ExitCode(), Stopped: cancelled}
 	j.mu.Lock()
@@ -287,10 +305,52 @@ func (j *job) Exec(ctx context.Context, step backend.StepSpec, out io.Writer) (b
 		return res, fmt.Errorf("exec step %q: %w", step.Name, errClosed)
 	case w.err != nil:
 		return res, fmt.Errorf("exec step %q: write output: %w", step.Name, w.err)
-	case waitErr == nil, errors.Is(waitErr, exec.ErrWaitDelay), errors.As(waitErr, &exitErr):
+	case waitErr == nil, errors.As(waitErr, &exitErr):
 		return res, nil
 	default:
 		return res, fmt.Errorf("exec step %q: %w", step.Name, waitErr)
+	}
+}
+
+// copyOutput lets the copy of a step's output (copied closes when it
+// ends) run until the pipe's last writer closes it, for at most waitDelay
+// after the step's main process exited: a background process that holds
+// the pipe open must not hold up the step. It then reads, without
+// waiting, what is already in the pipe, so that nothing the step wrote
+// before the deadline is lost to a reader that was slow to run. What a
+// background process writes after that is not read: once pr is closed,
+// its writes fail.
+func copyOutput(pr *os.File, w io.Writer, copied <-chan struct{}, waitDelay time.Duration) {
+	t := time.NewTimer(waitDelay)
+	defer t.Stop()
+	select {
+	case <-copied:
+		return
+	case <-t.C:
+	}
+	pr.SetReadDeadline(time.Now()) // ends the copy's Read
+	<-copied
+	pr.SetReadDeadline(time.Time{})
+	rc, err := pr.SyscallConn()
+	if err != nil {
+		return
+	}
+	// At most what a pipe holds (64 KiB by default, 1 MiB at most unless
+	// raised): a background process that keeps writing cannot keep us here.
+	buf := make([]byte, 64<<10)
+	for left := 1 << 20; left > 0; {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, rerr = syscall.Read(int(fd), buf[:min(len(buf), left)])
+			return true // never wait for more
+		}); err != nil || rerr != nil || n <= 0 {
+			return
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return
+		}
+		left -= n
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -287,4 +288,37 @@ func selfCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// slowWriter takes a while over its first write, as a log sink does that
+// holds output back while the server it sends to is slow.
+type slowWriter struct {
+	mu    sync.Mutex
+	delay time.Duration
+	buf   strings.Builder
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	time.Sleep(w.delay)
+	w.delay = 0
+	return w.buf.Write(p)
+}
+
+// TestOutputCompleteBehindASlowSink: a step's output is whole even when
+// the writer it goes to is slower than WaitDelay while the step ends. Only
+// a background process holding the pipe is cut off, never what the step
+// wrote.
+func TestOutputCompleteBehindASlowSink(t *testing.T) {
+	t.Parallel()
+	j, _ := start(t, New(Options{KillGrace: testGrace, WaitDelay: testWaitDelay}))
+	w := &slowWriter{delay: 5 * testWaitDelay}
+	res, err := j.Exec(context.Background(), backend.StepSpec{Command: []string{"sh", "-c", "echo first; sleep 0.05; echo second; echo third >&2"}}, w)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("Exec = %+v, %v", res, err)
+	}
+	if got := w.buf.String(); got != "first\nsecond\nthird\n" {
+		t.Errorf("output = %q, want every line the step wrote", got)
+	}
 }
