@@ -62,12 +62,7 @@ func TestApprovalsEndToEnd(t *testing.T) {
 		return s.cli(append(args, "--token", tok[u])...)
 	}
 
-	b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", first, "d1", "k")).body.Builds[0].ID, 60*time.Second)
-	if b.Status != "success" {
-		t.Fatalf("build = %s, want success", b.Status)
-	}
-	v1 := fmt.Sprintf("main-%d", b.Number)
-	waitLive(t, s, "acme/app", "staging", v1)
+	_, v1 := pushLive(t, s, first, "d1")
 
 	// Who may deploy: eve, a developer outside deployers, is refused and
 	// nothing changes.

@@ -90,6 +90,20 @@ func envsOf(t *testing.T, s *testServer, repo string) map[string]api.Environment
 	return out
 }
 
+// pushLive pushes sha to acme/app's main branch as delivery, and waits
+// until the build succeeded and staging runs its release; it returns the
+// build and the release's version.
+func pushLive(t *testing.T, s *testServer, sha, delivery string) (*api.Build, string) {
+	t.Helper()
+	b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", sha, delivery, "k")).body.Builds[0].ID, 60*time.Second)
+	if b.Status != "success" {
+		t.Fatalf("build = %s, want success", b.Status)
+	}
+	version := fmt.Sprintf("main-%d", b.Number)
+	waitLive(t, s, "acme/app", "staging", version)
+	return b, version
+}
+
 // waitLive waits until release runs in env of repo.
 func waitLive(t *testing.T, s *testServer, repo, env, release string) api.Environment {
 	t.Helper()

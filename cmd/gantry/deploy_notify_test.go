@@ -181,12 +181,7 @@ func TestServerDeploymentNotifications(t *testing.T) {
 	bob := tokenIn(t, admin("user", "add", "bob"))
 	admin("role", "grant", "acme/app", "developer", "--user", "bob")
 
-	b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", sha, "d1", "k")).body.Builds[0].ID, 60*time.Second)
-	if b.Status != "success" {
-		t.Fatalf("build = %s, want success", b.Status)
-	}
-	v1 := fmt.Sprintf("main-%d", b.Number)
-	waitLive(t, s, "acme/app", "staging", v1)
+	b, v1 := pushLive(t, s, sha, "d1")
 	if out, errOut, code := s.cli("promote", "acme/app", "--from", "staging", "--to", "production"); code != 0 || !strings.Contains(out, "waiting for approval") {
 		t.Fatalf("promote = %d %q %q", code, out, errOut)
 	}

@@ -85,12 +85,7 @@ func TestWebEnvironments(t *testing.T) {
 	}
 	admin("group", "add", "releasers", "bob", "test", "dora")
 
-	b := s.waitBuild(s.send(pushDelivery(t, "github", "acme/app", "main", first, "d1", "k")).body.Builds[0].ID, 60*time.Second)
-	if b.Status != "success" {
-		t.Fatalf("build = %s, want success", b.Status)
-	}
-	v1 := fmt.Sprintf("main-%d", b.Number)
-	waitLive(t, s, "acme/app", "staging", v1)
+	_, v1 := pushLive(t, s, first, "d1")
 
 	p := &page{t: t, ctx: newBrowser(t, 1280, 900), url: s.url}
 	envs := "/environments/acme/app"
