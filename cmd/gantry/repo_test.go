@@ -51,7 +51,7 @@ func TestRepoAddAsksTheForge(t *testing.T) {
 	// A URL the server cannot read: registered, with git's reason on stderr.
 	gone := filepath.Join(t.TempDir(), "gone.git")
 	out, errOut, code = s.cli("repo", "add", "acme/gone", "--url", gone, "--webhook-secret", "k", "--output", "json")
-	var added api.AddedRepo
+	var added api.RepoAnswer
 	if code != 0 || json.Unmarshal([]byte(out), &added) != nil {
 		t.Fatalf("repo add of a missing repository = %d\n%s%s; want it added with a warning", code, out, errOut)
 	}

@@ -115,8 +115,8 @@ func checkStatus(resp *http.Response) error {
 }
 
 // AddRepo registers a repository.
-func (c *Client) AddRepo(ctx context.Context, r NewRepo) (*AddedRepo, error) {
-	var out AddedRepo
+func (c *Client) AddRepo(ctx context.Context, r NewRepo) (*RepoAnswer, error) {
+	var out RepoAnswer
 	return &out, c.do(ctx, "POST", "/api/v1/repos", r, &out)
 }
 
@@ -127,8 +127,8 @@ func (c *Client) Repos(ctx context.Context) ([]Repo, error) {
 }
 
 // UpdateRepo changes a repository's settings; see RepoChange.
-func (c *Client) UpdateRepo(ctx context.Context, name string, ch RepoChange) (*AddedRepo, error) {
-	var out AddedRepo
+func (c *Client) UpdateRepo(ctx context.Context, name string, ch RepoChange) (*RepoAnswer, error) {
+	var out RepoAnswer
 	return &out, c.do(ctx, "PATCH", "/api/v1/repos/"+name, ch, &out)
 }
 

@@ -393,7 +393,7 @@ func (h *Handler) addRepo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.warnUnreadable(r, rp.Name, warning)
-	return WriteJSON(w, http.StatusCreated, AddedRepo{Repo: RepoOf(rp), Warning: warning})
+	return WriteJSON(w, http.StatusCreated, RepoAnswer{Repo: RepoOf(rp), Warning: warning})
 }
 
 // updateRepo changes the settings a RepoChange gives, and keeps the
@@ -406,6 +406,9 @@ func (h *Handler) updateRepo(w http.ResponseWriter, r *http.Request) error {
 	rp, err := h.Store.Repo(r.Context(), r.PathValue("repo"))
 	if err != nil {
 		return err
+	}
+	if in == (RepoChange{}) {
+		return badRequestf("nothing to change: give clone_url, webhook_secret, forge, default_branch or api_url")
 	}
 	detail := map[string]string{}
 	set := func(field string, p *string, to *string, shown string) {
@@ -432,9 +435,6 @@ func (h *Handler) updateRepo(w http.ResponseWriter, r *http.Request) error {
 		u := strings.TrimSuffix(*in.APIURL, "/")
 		set("api_url", &u, &rp.APIURL, cmp.Or(u, "(from the clone URL)"))
 	}
-	if in == (RepoChange{}) {
-		return badRequestf("nothing to change: give clone_url, webhook_secret, forge, default_branch or api_url")
-	}
 	if err := checkRepo(rp.CloneURL, rp.WebhookSecret, rp.Forge, rp.APIURL); err != nil {
 		return err
 	}
@@ -451,7 +451,7 @@ func (h *Handler) updateRepo(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	h.warnUnreadable(r, rp.Name, warning)
-	return WriteJSON(w, http.StatusOK, AddedRepo{Repo: RepoOf(rp), Warning: warning})
+	return WriteJSON(w, http.StatusOK, RepoAnswer{Repo: RepoOf(rp), Warning: warning})
 }
 
 // checkRepo refuses the settings of a repository that could not work.

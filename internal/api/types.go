@@ -22,10 +22,10 @@ type Repo struct {
 	CreatedAt     time.Time `json:"created_at"`
 }
 
-// AddedRepo answers POST /api/v1/repos: the repository, and a warning
-// when the server could not read it at the clone URL (it is registered all
-// the same: the forge may be down, or the credentials come later).
-type AddedRepo struct {
+// RepoAnswer answers POST and PATCH /api/v1/repos: the repository, and a
+// warning when the server could not read it at the clone URL (it is saved
+// all the same: the forge may be down, or the credentials come later).
+type RepoAnswer struct {
 	Repo
 	Warning string `json:"warning,omitempty"`
 }

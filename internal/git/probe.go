@@ -21,7 +21,7 @@ func DefaultBranch(ctx context.Context, url string) (string, error) {
 	// fetches.
 	out, err := m.run(ctx, "", "--git-dir="+os.DevNull, "ls-remote", "--symref", "--", url, "HEAD")
 	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return "", fmt.Errorf("reach %s: no answer in time", redactURL(url))
 	case err != nil:
 		return "", fmt.Errorf("reach %s: %w", redactURL(url), err)
